@@ -283,5 +283,6 @@ def offline_environment() -> None:
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ[name] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

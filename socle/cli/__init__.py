@@ -1,0 +1,27 @@
+"""The ``socle`` command line: one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from socle import __version__
+from socle.cli import client, config_cmd, engines_cmd, serve
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="socle")
+def cli() -> None:
+    """Socle: the sovereign AI platform (OpenAI-compatible gateway, knowledge base, governance)."""
+
+
+cli.add_command(serve.serve)
+cli.add_command(client.chat)
+cli.add_command(client.models)
+cli.add_command(config_cmd.config)
+cli.add_command(engines_cmd.engines)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,344 @@
+"""The governed request pipeline: the order of steps lives here, where a reader sees it at once.
+
+    authenticate (dependency) ─► resolve model ─► authorize ─► validate ─► engine (via router)
+        ◄─ record usage & metrics ◄─ settle ◄────────────────────────────────┘
+
+Later steps (guardrails, residency routing, budget reservation, audit) slot into :meth:`Pipeline._admit`
+and :meth:`Pipeline._finish`; routes never repeat them.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from socle.config import Settings
+from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
+from socle.engines.router import Pool, Router
+from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
+from socle.governance.identity import Principal
+from socle.observability.metrics import Metrics
+from socle.observability.usage import UsageRecord, UsageRecorder
+from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+__all__ = ["Call", "Pipeline"]
+
+
+@dataclass(slots=True)
+class Call:
+    """What one request did, filled in as it goes through the pipeline."""
+
+    request_id: str
+    endpoint: str
+    principal: Principal
+    started: float = field(default_factory=time.perf_counter)
+    pool: Pool | None = None
+    engine: Engine | None = None
+    ttft: float | None = None
+    usage: Usage = field(default_factory=lambda: Usage(0, 0))
+
+    @property
+    def model(self) -> str:
+        return self.pool.name if self.pool else ""
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.config.name if self.engine else ""
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, router: Router, metrics: Metrics, usage: UsageRecorder) -> None:
+        self.settings = settings
+        self.router = router
+        self.metrics = metrics
+        self.usage = usage
+
+    # Steps ----------------------------------------------------------------------------------------
+    def _admit(self, call: Call, model: str, max_tokens: int | None = None, n: int | None = None) -> Pool:
+        """Resolve the model and check the principal may use it; validate what engines cannot."""
+        pool = self.router.resolve(model)
+        call.pool = pool
+        allowed = call.principal.allowed_models
+        if allowed is not None and not ({pool.name, *pool.aliases} & allowed):
+            raise PermissionDeniedError(
+                f"Your key may not use the model {pool.name!r}.", code="model_not_allowed", param="model"
+            )
+        if n is not None and n != 1:
+            raise UnsupportedError("Only n=1 is supported.", param="n")
+        if max_tokens is not None and max_tokens > self.settings.max_tokens_limit:
+            raise BadRequestError(
+                f"max_tokens is {max_tokens}; the largest allowed is {self.settings.max_tokens_limit}.",
+                param="max_tokens",
+            )
+        return pool
+
+    def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
+        """Settle: record usage and metrics for a finished call (success or failure)."""
+        seconds = time.perf_counter() - call.started
+        team = call.principal.team_name
+        self.metrics.observe(
+            endpoint=call.endpoint,
+            model=call.model,
+            engine=call.engine_name,
+            team=team,
+            status=status,
+            seconds=seconds,
+            ttft=call.ttft,
+            tokens_in=call.usage.prompt_tokens,
+            tokens_out=call.usage.completion_tokens,
+            error_code=error.code if error is not None else None,
+        )
+        cost = 0.0
+        zone = ""
+        if call.engine is not None:
+            cfg = call.engine.config
+            zone = cfg.zone
+            cost = (
+                call.usage.prompt_tokens * cfg.price_input_per_mtok
+                + call.usage.completion_tokens * cfg.price_output_per_mtok
+            ) / 1e6
+        self.usage.record(
+            UsageRecord(
+                request_id=call.request_id,
+                key_id=call.principal.key_id,
+                principal_id=call.principal.principal_id,
+                team_id=call.principal.team_id,
+                model=call.model,
+                engine=call.engine_name,
+                zone=zone,
+                endpoint=call.endpoint,
+                prompt_tokens=call.usage.prompt_tokens,
+                completion_tokens=call.usage.completion_tokens,
+                cost_eur=cost,
+                latency_ms=seconds * 1000,
+                ttft_ms=call.ttft * 1000 if call.ttft is not None else None,
+                status_code=status,
+            )
+        )
+
+    async def _run(self, call: Call, capability: str, fn: Any) -> Generated:
+        assert call.pool is not None
+        try:
+            result, call.engine = await self.router.call(call.pool, capability, fn)
+        except SocleError as exc:
+            self._finish(call, exc.status_code, exc)
+            raise
+        call.usage = result.usage
+        self._finish(call, 200)
+        return result  # type: ignore[no-any-return]
+
+    # Endpoints ------------------------------------------------------------------------------------
+    async def chat(self, call: Call, body: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
+        max_tokens = body.requested_max_tokens()
+        try:
+            pool = self._admit(call, body.model, max_tokens, body.n)
+            messages = _messages(body)
+        except SocleError as exc:
+            self._finish(call, exc.status_code, exc)
+            raise
+        request = ChatInput(model=pool.name, messages=messages, params=_params(body, max_tokens))
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await self._stream(call, "chat", lambda e: e.chat_stream(request), include_usage)
+
+        async def run(engine: Engine) -> Generated:
+            return await engine.chat(request)
+
+        result = await self._run(call, "chat", run)
+        return {
+            "id": "chatcmpl-" + call.request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": pool.name,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": _usage(result.usage),
+        }
+
+    async def completion(self, call: Call, body: CompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
+        try:
+            pool = self._admit(call, body.model, body.max_tokens, body.n)
+            prompt = _single_prompt(body)
+        except SocleError as exc:
+            self._finish(call, exc.status_code, exc)
+            raise
+        request = CompletionInput(model=pool.name, prompt=prompt, params=_params(body, body.max_tokens))
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await self._stream(call, "completion", lambda e: e.completion_stream(request), include_usage)
+
+        async def run(engine: Engine) -> Generated:
+            return await engine.complete(request)
+
+        result = await self._run(call, "completion", run)
+        return {
+            "id": "cmpl-" + call.request_id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": pool.name,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": (prompt if body.echo else "") + result.text,
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": _usage(result.usage),
+        }
+
+    async def embeddings(self, call: Call, body: EmbeddingRequest) -> dict[str, Any]:
+        try:
+            pool = self._admit(call, body.model)
+            texts = body.texts()
+            if not texts or any(not isinstance(t, str) or not t for t in texts):
+                raise BadRequestError("input must be a non-empty string or a list of non-empty strings.", param="input")
+        except SocleError as exc:
+            self._finish(call, exc.status_code, exc)
+            raise
+        try:
+            result, call.engine = await self.router.call(pool, "embeddings", lambda e: e.embed(pool.name, texts))
+        except SocleError as exc:
+            self._finish(call, exc.status_code, exc)
+            raise
+        call.usage = Usage(result.prompt_tokens, 0)
+        vectors = result.vectors
+        if body.dimensions is not None and vectors and body.dimensions != len(vectors[0]):
+            error = BadRequestError(
+                f"This model produces {len(vectors[0])}-dimensional vectors; dimensions={body.dimensions} "
+                "is not supported.",
+                param="dimensions",
+            )
+            self._finish(call, 400, error)
+            raise error
+        self._finish(call, 200)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
+            for i, v in enumerate(vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": pool.name,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+        }
+
+    # Streaming ------------------------------------------------------------------------------------
+    async def _stream(self, call: Call, capability: str, open_stream: Any, include_usage: bool) -> AsyncIterator[bytes]:
+        """Open the engine stream now (so errors before the first token are plain HTTP errors),
+        then return the SSE body generator."""
+        assert call.pool is not None
+        try:
+            deltas, call.engine = await self.router.stream(call.pool, capability, open_stream)
+        except SocleError as exc:
+            self._finish(call, exc.status_code, exc)
+            raise
+        return self._sse(call, capability, deltas, include_usage)
+
+    async def _sse(
+        self, call: Call, capability: str, deltas: AsyncIterator[Delta], include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        chat = capability == "chat"
+        base = {
+            "id": ("chatcmpl-" if chat else "cmpl-") + call.request_id,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": call.model,
+            "system_fingerprint": None,
+        }
+        status, error = 200, None
+        try:
+            if chat:
+                yield _event(base, _choice(chat, {"role": "assistant", "content": ""}, None), include_usage)
+            async for delta in deltas:
+                if call.ttft is None and delta.text:
+                    call.ttft = time.perf_counter() - call.started
+                if delta.usage is not None:
+                    call.usage = delta.usage
+                if delta.text:
+                    piece = {"content": delta.text} if chat else delta.text
+                    yield _event(base, _choice(chat, piece, None), include_usage)
+                if delta.finish_reason is not None:
+                    yield _event(base, _choice(chat, {} if chat else "", delta.finish_reason), include_usage)
+            if include_usage:
+                yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(call.usage)}) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except SocleError as exc:
+            status, error = exc.status_code, exc
+            yield b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n"
+        except BaseException:
+            status = 499  # client went away (cancelled) or a bug; either way the stream is over
+            raise
+        finally:
+            await deltas.aclose()  # type: ignore[attr-defined]
+            self._finish(call, status, error)
+
+
+def _params(body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=tuple(body.stop_list()),
+        seed=body.seed,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+    )
+
+
+def _messages(body: ChatCompletionRequest) -> tuple[dict[str, Any], ...]:
+    try:
+        return tuple({"role": m.role, "content": m.text()} for m in body.messages)
+    except ValueError as exc:
+        raise BadRequestError(str(exc), param="messages") from exc
+
+
+def _single_prompt(body: CompletionRequest) -> str:
+    if body.suffix:
+        raise UnsupportedError("suffix is not supported.", param="suffix")
+    if isinstance(body.prompt, str):
+        return body.prompt
+    if len(body.prompt) == 1:
+        return body.prompt[0]
+    raise UnsupportedError("Send one prompt per request (a list with several prompts is not supported).", param="prompt")
+
+
+def _choice(chat: bool, piece: Any, finish: str | None) -> dict[str, Any]:
+    if chat:
+        return {"index": 0, "delta": piece, "logprobs": None, "finish_reason": finish}
+    return {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+
+
+def _event(base: dict[str, Any], choice: dict[str, Any], include_usage: bool) -> bytes:
+    chunk = {**base, "choices": [choice]}
+    if include_usage:
+        chunk["usage"] = None
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector

@@ -1,0 +1,1 @@
+"""Route modules; each declares an ``APIRouter`` named ``router``."""

@@ -1,0 +1,69 @@
+"""The OpenAI-compatible endpoints. Routes stay short: the pipeline does the work."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response, StreamingResponse
+
+from socle.gateway.deps import Authenticated, NewCall, ServicesDep
+from socle.gateway.responses import JSONBytes
+from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _respond(result: dict[str, Any] | AsyncIterator[bytes], engine: str) -> Response:
+    headers = {"x-socle-engine": engine}
+    if isinstance(result, dict):
+        return JSONBytes(result, headers=headers)
+    return StreamingResponse(result, media_type="text/event-stream", headers={**_SSE_HEADERS, **headers})
+
+
+@router.get("/models", summary="List the models this key may use")
+async def list_models(services: ServicesDep, principal: Authenticated) -> Response:
+    created = int(time.time())
+    data = []
+    for pool in services.router.pools.values():
+        names = {pool.name, *pool.aliases}
+        if principal.allowed_models is not None and not names & principal.allowed_models:
+            continue
+        data.append(
+            {
+                "id": pool.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "socle",
+                "aliases": list(pool.aliases),
+                "capabilities": sorted(pool.capabilities),
+                "engines": [
+                    {"name": s.name, "zone": s.engine.config.zone, "healthy": s.healthy} for s in pool.slots
+                ],
+            }
+        )
+    return JSONBytes({"object": "list", "data": data})
+
+
+@router.post("/chat/completions", summary="Create a chat completion (streamed with stream=true)")
+async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, call: NewCall) -> Response:
+    result = await services.pipeline.chat(call, body)
+    return _respond(result, call.engine_name)
+
+
+@router.post("/completions", summary="Create a text completion (streamed with stream=true)")
+async def completions(body: CompletionRequest, services: ServicesDep, call: NewCall) -> Response:
+    result = await services.pipeline.completion(call, body)
+    return _respond(result, call.engine_name)
+
+
+@router.post("/embeddings", summary="Create embeddings for a text or a list of texts")
+async def embeddings(body: EmbeddingRequest, services: ServicesDep, call: NewCall) -> Response:
+    result = await services.pipeline.embeddings(call, body)
+    return _respond(result, call.engine_name)

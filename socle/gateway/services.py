@@ -1,0 +1,107 @@
+"""Everything a running gateway owns, built by the app's lifespan and closed with it.
+
+Start-up order: data dir → database (migrations) → bootstrap admin key → engines (loaded and checked
+concurrently; any failure refuses the start) → router and health checks → usage recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from socle.config import Settings
+from socle.engines import build_engine
+from socle.engines.base import Engine
+from socle.engines.router import Router, Slot
+from socle.gateway.pipeline import Pipeline
+from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
+from socle.observability.metrics import Metrics
+from socle.observability.usage import UsageRecorder
+from socle.storage.db import Database
+
+__all__ = ["Services", "prepare_database", "start_engines"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    router: Router
+    metrics: Metrics
+    usage: UsageRecorder
+    pipeline: Pipeline
+    bootstrap: BootstrapResult
+    _stack: AsyncExitStack
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        async with AsyncExitStack() as stack:
+            db, result = await prepare_database(settings)
+            stack.push_async_callback(db.close)
+            engines = await start_engines(settings.engines)
+            for engine in engines:
+                stack.push_async_callback(engine.aclose)
+            metrics = Metrics()
+            router = Router(
+                engines,
+                settings.models,
+                retry_after_s=settings.retry_after_s,
+                on_engine_change=lambda slot: _export_slot(metrics, slot),
+            )
+            for slot in router.slots.values():
+                _export_slot(metrics, slot)
+            router.start_health_checks(settings.health_check_interval_s)
+            stack.push_async_callback(router.aclose)
+            usage = UsageRecorder(db, settings.usage_flush_interval_s)
+            await usage.start()
+            stack.push_async_callback(usage.aclose)
+            services = cls(
+                settings=settings,
+                db=db,
+                keys=KeyStore(db),
+                router=router,
+                metrics=metrics,
+                usage=usage,
+                pipeline=Pipeline(settings, router, metrics, usage),
+                bootstrap=result,
+                _stack=stack.pop_all(),
+            )
+        return services
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+async def prepare_database(settings: Settings) -> tuple[Database, BootstrapResult]:
+    """Create the data dir, open the database, apply migrations and bootstrap the admin key."""
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        await db.migrate()
+        result = await bootstrap(db, settings)
+    except BaseException:
+        await db.close()
+        raise
+    return db, result
+
+
+async def start_engines(configs: Sequence[object]) -> list[Engine]:
+    """Build and start every engine concurrently; if one fails, close the others and raise."""
+    engines = [build_engine(c) for c in configs]  # type: ignore[arg-type]
+    results = await asyncio.gather(*(e.start() for e in engines), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        await asyncio.gather(*(e.aclose() for e in engines), return_exceptions=True)
+        raise failures[0]
+    return engines
+
+
+def _export_slot(metrics: Metrics, slot: Slot) -> None:
+    metrics.engine_in_flight.labels(slot.name).set(slot.in_flight)
+    metrics.engine_healthy.labels(slot.name).set(1 if slot.healthy else 0)
