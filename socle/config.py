@@ -57,8 +57,12 @@ class _EngineBase(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Unique engine name.")
     zone: Zone = Field(default="on-prem", description="Where the engine runs; feeds residency routing.")
-    price_input_per_mtok: float = Field(default=0.0, ge=0, description="Internal price, EUR per 1M input tokens.")
-    price_output_per_mtok: float = Field(default=0.0, ge=0, description="Internal price, EUR per 1M output tokens.")
+    price_input_per_mtok: float = Field(
+        default=0.0, ge=0, description="Internal price, EUR per 1M input tokens."
+    )
+    price_output_per_mtok: float = Field(
+        default=0.0, ge=0, description="Internal price, EUR per 1M output tokens."
+    )
     concurrency: int = Field(default=4, ge=1, le=4096, description="Requests the engine serves at once.")
 
 
@@ -66,7 +70,9 @@ class LlamaCppEngineConfig(_EngineBase):
     """A GGUF model run in-process by llama.cpp, serving concurrent requests in shared batches."""
 
     kind: Literal["llamacpp"] = "llamacpp"
-    model_path: str = Field(description="GGUF file path, or pkg:PACKAGE/FILE for a file shipped in a pip package.")
+    model_path: str = Field(
+        description="GGUF file path, or pkg:PACKAGE/FILE for a file shipped in a pip package."
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of the model file.")
     n_ctx: int = Field(default=2048, ge=128, description="Context window per request, in tokens.")
     n_batch: int = Field(default=512, ge=32, description="Tokens decoded per llama.cpp batch.")
@@ -86,14 +92,18 @@ class OpenAICompatEngineConfig(_EngineBase):
     capabilities: list[Capability] = Field(default=["chat", "completion", "embeddings"])
     concurrency: int = Field(default=64, ge=1, le=4096, description="Requests the engine serves at once.")
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    read_timeout_s: float = Field(default=300.0, gt=0, description="Max wait between two bytes from upstream.")
+    read_timeout_s: float = Field(
+        default=300.0, gt=0, description="Max wait between two bytes from upstream."
+    )
 
 
 class EmbeddingsEngineConfig(_EngineBase):
     """Local sentence embeddings (sentence-transformers on the CPU), normalised vectors."""
 
     kind: Literal["embeddings"] = "embeddings"
-    model_path: str = Field(description="Model directory, or pkg:PACKAGE/DIR for one shipped in a pip package.")
+    model_path: str = Field(
+        description="Model directory, or pkg:PACKAGE/DIR for one shipped in a pip package."
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of model.safetensors.")
     batch_size: int = Field(default=32, ge=1)
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
@@ -158,7 +168,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default=Path(".socle"),
-        validation_alias=AliasChoices("data_dir", "SOCLE_HOME", "SOCLE_DATA_DIR"),
+        validation_alias=AliasChoices("SOCLE_HOME", "SOCLE_DATA_DIR"),
         description="Directory for the SQLite database, the admin key and other state (env SOCLE_HOME).",
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
@@ -171,16 +181,21 @@ class Settings(BaseSettings):
         default=None, description="Admin API key to create on first start (else generated into data_dir)."
     )
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
-    max_tokens_limit: int = Field(default=32768, ge=1, description="Largest max_tokens a request may ask for.")
+    max_tokens_limit: int = Field(
+        default=32768, ge=1, description="Largest max_tokens a request may ask for."
+    )
     health_check_interval_s: float = Field(default=10.0, gt=0, description="Seconds between engine probes.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 when pools are full.")
-    usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
+    usage_flush_interval_s: float = Field(
+        default=0.5, gt=0, description="Usage records are written in batches."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     engines: list[EngineConfig] = Field(
         default_factory=_default_engines, description="Inference engines; default: the embedded models."
     )
     models: list[ModelRoute] = Field(
-        default_factory=list, description="Public model names and their engine pools; default: one per engine."
+        default_factory=list,
+        description="Public model names and their engine pools; default: one per engine.",
     )
 
     @model_validator(mode="after")
@@ -190,7 +205,9 @@ class Settings(BaseSettings):
             raise ValueError(f"engine names must be unique, got {names}")
         if not self.models:
             defaults = {route.engines[0]: route for route in _default_models()}
-            object.__setattr__(self, "models", [defaults.get(n) or ModelRoute(name=n, engines=[n]) for n in names])
+            object.__setattr__(
+                self, "models", [defaults.get(n) or ModelRoute(name=n, engines=[n]) for n in names]
+            )
         public: set[str] = set()
         for route in self.models:
             for engine in route.engines:

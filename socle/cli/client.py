@@ -83,7 +83,9 @@ def chat(
     data_dir: Path,
 ) -> None:
     """Ask a running Socle server one question."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}
+    ]
     body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if temperature is not None:
         body["temperature"] = temperature
@@ -93,8 +95,11 @@ def chat(
                 response = client.post("/chat/completions", json=body)
                 _check(response)
                 data = response.json()
-                click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else
-                           data["choices"][0]["message"]["content"])
+                click.echo(
+                    orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+                    if as_json
+                    else data["choices"][0]["message"]["content"]
+                )
                 return
             with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as response:
                 if not response.is_success:
@@ -137,5 +142,7 @@ def models(as_json: bool, url: str, key: str | None, data_dir: Path) -> None:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
     for model in data:
-        engines = ", ".join(f"{e['name']} ({e['zone']}{'' if e['healthy'] else ', unhealthy'})" for e in model["engines"])
+        engines = ", ".join(
+            f"{e['name']} ({e['zone']}{'' if e['healthy'] else ', unhealthy'})" for e in model["engines"]
+        )
         click.echo(f"{model['id']:<28} {'/'.join(model['capabilities']):<28} {engines}")

@@ -85,7 +85,7 @@ def _type(info: FieldInfo) -> str:
         return "list of engines (see below)"
     if "ModelRoute" in text:
         return "list of model routes (see below)"
-    return text
+    return text.replace("|", "\\|")
 
 
 _FACTORY_DEFAULTS = {"threads": "CPU count", "engines": "embedded defaults", "models": "one per engine"}
@@ -96,11 +96,17 @@ def _default(name: str, info: FieldInfo) -> str:
         return _FACTORY_DEFAULTS.get(name, "computed")
     if info.default is PydanticUndefined:
         return "**required**"
+    if isinstance(info.default, Path):
+        return f"`{info.default}`"
     return f"`{info.default!r}`" if info.default is not None else "unset"
 
 
 def _table(model: type[BaseModel], env: bool) -> list[str]:
-    head = "| field | env | type | default | description |" if env else "| field | type | default | description |"
+    head = (
+        "| field | env | type | default | description |"
+        if env
+        else "| field | type | default | description |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, info in model.model_fields.items():
         description = (info.description or "").replace("|", "\\|")
@@ -122,7 +128,7 @@ def render_configuration() -> str:
     ]
     out += ["## Engines (`[[engines]]`)", ""]
     for kind, model in kinds:
-        out += [f"### kind = \"{kind}\"", "", (model.__doc__ or "").strip(), "", *_table(model, env=False), ""]
+        out += [f'### kind = "{kind}"', "", (model.__doc__ or "").strip(), "", *_table(model, env=False), ""]
     out += ["## Model routes (`[[models]]`)", "", (ModelRoute.__doc__ or "").strip(), ""]
     out += [*_table(ModelRoute, env=False), ""]
     return "\n".join(out)
@@ -139,7 +145,9 @@ def render_cli() -> str:
     ]
 
     def walk(command: click.Command, path: list[str], parent: click.Context | None) -> None:
-        ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
+        ctx = click.Context(
+            command, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100
+        )
         out.extend([f"## `{' '.join(path)}`", "", "```", command.get_help(ctx).rstrip(), "```", ""])
         if isinstance(command, click.Group):
             for name in sorted(command.list_commands(ctx)):

@@ -36,7 +36,9 @@ def check(config_file: Path | None, data_dir: Path | None, as_json: bool) -> Non
     else:
         for r in results:
             status = "ok" if r["ok"] else f"FAILED: {r['error']}"
-            click.echo(f"{r['engine']:<16} {r['kind']:<14} zone={r['zone']:<12} {r['model_id']:<24.24} {status}")
+            click.echo(
+                f"{r['engine']:<16} {r['kind']:<14} zone={r['zone']:<12} {r['model_id']:<24.24} {status}"
+            )
     if not all(r["ok"] for r in results):
         raise SystemExit(1)
 
@@ -59,7 +61,9 @@ async def _check_one(config: Any) -> dict[str, Any]:
         probe = time.perf_counter()
         if "chat" in engine.capabilities:
             answer = await engine.chat(
-                ChatInput(config.name, ({"role": "user", "content": "Say hello."},), SamplingParams(max_tokens=4))
+                ChatInput(
+                    config.name, ({"role": "user", "content": "Say hello."},), SamplingParams(max_tokens=4)
+                )
             )
             result["probe"] = answer.text
         elif "embeddings" in engine.capabilities:

@@ -29,19 +29,27 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, on_started: Callable[[Services], None] | None = None) -> FastAPI:
-    """Build the app. ``on_started`` is called once the services are up (the CLI prints the admin key)."""
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    on_started: Callable[[Services], None] | None = None,
+) -> FastAPI:
+    """Build the app. Its lifespan starts the services, unless started ``services`` are passed in (then
+    the caller owns them). ``on_started`` is called once they are up (the CLI prints the admin key)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings)
-        app.state.services = services
+        owned = services is None
+        running = await Services.start(settings) if services is None else services
+        app.state.services = running
         if on_started is not None:
-            on_started(services)
+            on_started(running)
         try:
             yield
         finally:
-            await services.aclose()
+            if owned:
+                await running.aclose()
 
     app = FastAPI(
         title="Socle",
@@ -75,8 +83,12 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "invalid"}
     if first.get("type") == "json_invalid":
-        return _error(400, f"Malformed JSON body: {first.get('ctx', {}).get('error', 'cannot parse')}.",
-                      "invalid_request_error", "invalid_json")
+        return _error(
+            400,
+            f"Malformed JSON body: {first.get('ctx', {}).get('error', 'cannot parse')}.",
+            "invalid_request_error",
+            "invalid_json",
+        )
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     if first.get("type") == "missing":
@@ -105,4 +117,6 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = getattr(request.state, "request_id", "?")
     log.exception("unexpected error in request %s", request_id, exc_info=exc)
-    return _error(500, f"Internal error (request {request_id}); this is a bug.", "server_error", "internal_error")
+    return _error(
+        500, f"Internal error (request {request_id}); this is a bug.", "server_error", "internal_error"
+    )

@@ -31,7 +31,9 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
         )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("The Authorization header must be 'Bearer <key>'.", code="invalid_authorization")
+        raise AuthenticationError(
+            "The Authorization header must be 'Bearer <key>'.", code="invalid_authorization"
+        )
     client = request.client.host if request.client else None
     principal = await services.keys.authenticate(token.strip(), client_ip=client)
     request.state.principal = principal

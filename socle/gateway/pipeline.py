@@ -178,7 +178,9 @@ class Pipeline:
         request = CompletionInput(model=pool.name, prompt=prompt, params=_params(body, body.max_tokens))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await self._stream(call, "completion", lambda e: e.completion_stream(request), include_usage)
+            return await self._stream(
+                call, "completion", lambda e: e.completion_stream(request), include_usage
+            )
 
         async def run(engine: Engine) -> Generated:
             return await engine.complete(request)
@@ -206,12 +208,16 @@ class Pipeline:
             pool = self._admit(call, body.model)
             texts = body.texts()
             if not texts or any(not isinstance(t, str) or not t for t in texts):
-                raise BadRequestError("input must be a non-empty string or a list of non-empty strings.", param="input")
+                raise BadRequestError(
+                    "input must be a non-empty string or a list of non-empty strings.", param="input"
+                )
         except SocleError as exc:
             self._finish(call, exc.status_code, exc)
             raise
         try:
-            result, call.engine = await self.router.call(pool, "embeddings", lambda e: e.embed(pool.name, texts))
+            result, call.engine = await self.router.call(
+                pool, "embeddings", lambda e: e.embed(pool.name, texts)
+            )
         except SocleError as exc:
             self._finish(call, exc.status_code, exc)
             raise
@@ -238,7 +244,9 @@ class Pipeline:
         }
 
     # Streaming ------------------------------------------------------------------------------------
-    async def _stream(self, call: Call, capability: str, open_stream: Any, include_usage: bool) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, call: Call, capability: str, open_stream: Any, include_usage: bool
+    ) -> AsyncIterator[bytes]:
         """Open the engine stream now (so errors before the first token are plain HTTP errors),
         then return the SSE body generator."""
         assert call.pool is not None
@@ -314,7 +322,9 @@ def _single_prompt(body: CompletionRequest) -> str:
         return body.prompt
     if len(body.prompt) == 1:
         return body.prompt[0]
-    raise UnsupportedError("Send one prompt per request (a list with several prompts is not supported).", param="prompt")
+    raise UnsupportedError(
+        "Send one prompt per request (a list with several prompts is not supported).", param="prompt"
+    )
 
 
 def _choice(chat: bool, piece: Any, finish: str | None) -> dict[str, Any]:

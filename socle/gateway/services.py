@@ -58,13 +58,15 @@ class Services:
                 _export_slot(metrics, slot)
             router.start_health_checks(settings.health_check_interval_s)
             stack.push_async_callback(router.aclose)
+            keys = KeyStore(db)
+            stack.push_async_callback(keys.aclose)
             usage = UsageRecorder(db, settings.usage_flush_interval_s)
             await usage.start()
             stack.push_async_callback(usage.aclose)
             services = cls(
                 settings=settings,
                 db=db,
-                keys=KeyStore(db),
+                keys=keys,
                 router=router,
                 metrics=metrics,
                 usage=usage,

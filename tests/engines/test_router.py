@@ -24,7 +24,9 @@ def _engine(name: str, **kw: object) -> FakeEngine:
 async def _router(*engines: FakeEngine, aliases: tuple[str, ...] = ()) -> Router:
     for e in engines:
         await e.start()
-    return Router(engines, [ModelRoute(name="m", engines=[e.config.name for e in engines], aliases=list(aliases))])
+    return Router(
+        engines, [ModelRoute(name="m", engines=[e.config.name for e in engines], aliases=list(aliases))]
+    )
 
 
 async def test_resolve_names_and_aliases() -> None:

@@ -81,7 +81,9 @@ def test_completions(client: openai.OpenAI) -> None:
 
 def test_embeddings_string_and_list(client: openai.OpenAI) -> None:
     one = client.embeddings.create(model="fake-chat", input="bonjour")  # client asks for base64
-    many = client.embeddings.create(model="fake-chat", input=["bonjour", "au revoir"], encoding_format="float")
+    many = client.embeddings.create(
+        model="fake-chat", input=["bonjour", "au revoir"], encoding_format="float"
+    )
     assert len(one.data) == 1 and len(many.data) == 2
     assert np.allclose(one.data[0].embedding, many.data[0].embedding, atol=1e-6)
     assert abs(np.linalg.norm(many.data[1].embedding) - 1) < 1e-5

@@ -63,8 +63,14 @@ def test_missing_and_invalid_keys(server: RunningServer) -> None:
 
 
 def test_malformed_json(http: httpx.Client) -> None:
-    error = _error(http.post(CHAT, content=b'{"model": "fake-chat", "messages": [', headers={
-        "content-type": "application/json"}), 400)
+    error = _error(
+        http.post(
+            CHAT,
+            content=b'{"model": "fake-chat", "messages": [',
+            headers={"content-type": "application/json"},
+        ),
+        400,
+    )
     assert error["code"] == "invalid_json" and "Malformed JSON" in error["message"]
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import Response
 
 from socle.gateway.deps import ServicesDep
 from socle.gateway.responses import JSONBytes
@@ -32,7 +32,9 @@ async def readyz(services: ServicesDep) -> Response:
         healthy = [s.name for s in pool.slots if s.healthy]
         checks[f"model:{pool.name}"] = "ok" if healthy else "no healthy engine"
     ready = all(v == "ok" for v in checks.values())
-    return JSONBytes({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONBytes(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -1,0 +1,5 @@
+"""``python -m socle`` is the ``socle`` command."""
+
+from socle.cli import main
+
+main()

