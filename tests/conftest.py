@@ -10,14 +10,9 @@ from typing import Any
 import pytest
 
 from socle.config import FakeEngineConfig, ModelRoute, Settings, load_settings
-from socle.testing.fixtures import database_url, pg_server  # noqa: F401 - fixtures
+from socle.testing.fixtures import anyio_backend, database, database_url, pg_server  # noqa: F401
 
 ADMIN_KEY = "sk-socle-" + secrets.token_urlsafe(32)
-
-
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def fake_engines() -> dict[str, Any]:

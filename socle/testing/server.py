@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -16,6 +18,8 @@ from socle.gateway.app import create_app
 from socle.gateway.services import Services
 
 __all__ = ["RunningServer", "free_port", "run_server"]
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -29,10 +33,15 @@ class RunningServer:
     url: str
     admin_key: str
     services: Services
+    loop: asyncio.AbstractEventLoop
 
     @property
     def api(self) -> str:
         return self.url + "/v1"
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
+        """Run a coroutine on the server's event loop (e.g. to inspect its services) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
 
 @contextmanager
@@ -45,9 +54,11 @@ def run_server(settings: Settings, *, startup_timeout_s: float = 120.0) -> Itera
         raise ValueError("run_server needs settings.admin_key")
     port = settings.port or free_port()
     settings = settings.model_copy(update={"port": port, "host": "127.0.0.1"})
-    started: list[Services] = []
-    app = create_app(settings, on_started=started.append)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    started: list[tuple[Services, asyncio.AbstractEventLoop]] = []
+    app = create_app(settings, on_started=lambda services: started.append((services, asyncio.get_running_loop())))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     errors: list[BaseException] = []
 
@@ -69,9 +80,9 @@ def run_server(settings: Settings, *, startup_timeout_s: float = 120.0) -> Itera
             server.should_exit = True
             raise TimeoutError("server did not start in time")
         time.sleep(0.02)
-    services = started[0]
+    services, loop = started[0]
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", settings.admin_key.get_secret_value(), services)
+        yield RunningServer(f"http://127.0.0.1:{port}", settings.admin_key.get_secret_value(), services, loop)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -38,7 +38,7 @@ def test_chat_non_stream(client: openai.OpenAI) -> None:
     assert answer.choices[0].message.content == REPLY
     assert answer.choices[0].finish_reason == "stop"
     assert answer.model == "fake-chat"
-    assert answer.usage is not None and answer.usage.prompt_tokens == 1
+    assert answer.usage is not None and answer.usage.prompt_tokens == 2
     assert answer.usage.completion_tokens == len(REPLY.split())
 
 
@@ -129,15 +129,20 @@ def test_request_id_and_engine_headers(server: RunningServer) -> None:
 
 def test_metrics_and_usage_are_recorded(server: RunningServer, client: openai.OpenAI) -> None:
     client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "un deux"}])
+    list(client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "x"}], stream=True))
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     text = httpx.get(server.url + "/metrics").text
     assert 'socle_requests_total{endpoint="/v1/chat/completions",engine="fake-' in text
     assert 'model="fake-chat",status="200",team="admin"}' in text
     assert 'socle_tokens_total{direction="in",endpoint="/v1/chat/completions"' in text
-    assert "socle_time_to_first_token_seconds_bucket" in text
+    assert 'socle_time_to_first_token_seconds_bucket{endpoint="/v1/chat/completions"' in text
     assert 'code="model_not_found"' in text
     assert 'socle_engine_healthy{engine="fake-a"} 1.0' in text
+    server.run(server.services.usage.flush())
+    totals = server.run(server.services.usage.totals())
+    assert totals.requests == 3
+    assert totals.prompt_tokens == 2 + 1 and totals.completion_tokens == 2 * len(REPLY.split())
 
 
 def test_health_and_readiness(server: RunningServer) -> None:
