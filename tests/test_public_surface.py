@@ -25,8 +25,13 @@ def test_module_declares_its_public_names(name: str) -> None:
     if name.endswith("__init__") or not hasattr(module, "__all__"):
         assert hasattr(module, "__all__") or module.__doc__, f"{name} has neither __all__ nor a docstring"
         if not hasattr(module, "__all__"):
-            assert not [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
-                        and getattr(vars(module)[n], "__module__", "") == name], f"{name} needs __all__"
+            assert not [
+                n
+                for n in vars(module)
+                if not n.startswith("_")
+                and callable(vars(module)[n])
+                and getattr(vars(module)[n], "__module__", "") == name
+            ], f"{name} needs __all__"
             return
     for exported in module.__all__:
         assert hasattr(module, exported), f"{name}.__all__ names {exported!r}, which does not exist"
@@ -42,7 +47,8 @@ def test_top_level_exports() -> None:
 def test_importing_does_not_load_heavy_libraries() -> None:
     code = (
         "import sys, socle.gateway, socle.engines, socle.cli, socle.config\n"
-        "heavy = [m for m in ('torch', 'llama_cpp', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        "names = ('torch', 'llama_cpp', 'sentence_transformers', 'transformers')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -81,8 +81,8 @@ class SentenceEmbeddingsEngine:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
             torch.set_num_threads(self.config.threads)
             model = SentenceTransformer(

@@ -26,7 +26,7 @@ from socle.config import ModelRoute
 from socle.engines.base import Delta, Engine
 from socle.errors import EngineError, EngineUnavailableError, ModelNotFoundError, UnsupportedError
 
-__all__ = ["Pool", "Router", "Slot"]
+__all__ = ["Pool", "Router", "Slot", "close_stream"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,13 +145,13 @@ class Router:
                 return _empty(), slot.engine
             except _FAILOVER as exc:
                 self._leave(slot)
-                await stream.aclose()
+                await close_stream(stream)
                 last = exc
                 self._failed(slot, exc)
                 continue
             except BaseException:
                 self._leave(slot)
-                await stream.aclose()
+                await close_stream(stream)
                 raise
             return self._held(slot, first, stream), slot.engine
         raise self._exhausted(pool, last)
@@ -263,11 +263,16 @@ class _HeldStream:
             return
         self._first = None
         try:
-            aclose = getattr(self._stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await close_stream(self._stream)
         finally:
             release()
+
+
+async def close_stream(stream: AsyncIterator[Delta]) -> None:
+    """Close an engine stream (async generators have ``aclose``; plain iterators may not)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _empty() -> AsyncIterator[Delta]:

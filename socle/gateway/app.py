@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,11 +82,13 @@ async def _socle_error(request: Request, exc: SocleError) -> Response:
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "invalid"}
+    first: dict[str, Any] = (
+        dict(errors[0]) if errors else {"loc": (), "msg": "invalid request", "type": "invalid"}
+    )
     if first.get("type") == "json_invalid":
         return _error(
             400,
-            f"Malformed JSON body: {first.get('ctx', {}).get('error', 'cannot parse')}.",
+            f"Malformed JSON body: {(first.get('ctx') or {}).get('error', 'cannot parse')}.",
             "invalid_request_error",
             "invalid_json",
         )

@@ -20,7 +20,7 @@ import orjson
 
 from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
-from socle.engines.router import Pool, Router
+from socle.engines.router import Pool, Router, close_stream
 from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
 from socle.governance.identity import Principal
 from socle.observability.metrics import Metrics
@@ -292,7 +292,7 @@ class Pipeline:
             status = 499  # client went away (cancelled) or a bug; either way the stream is over
             raise
         finally:
-            await deltas.aclose()  # type: ignore[attr-defined]
+            await close_stream(deltas)
             self._finish(call, status, error)
 
 

@@ -52,10 +52,13 @@ def run_server(settings: Settings, *, startup_timeout_s: float = 120.0) -> Itera
     """
     if settings.admin_key is None:
         raise ValueError("run_server needs settings.admin_key")
+    admin_key = settings.admin_key.get_secret_value()
     port = settings.port or free_port()
     settings = settings.model_copy(update={"port": port, "host": "127.0.0.1"})
     started: list[tuple[Services, asyncio.AbstractEventLoop]] = []
-    app = create_app(settings, on_started=lambda services: started.append((services, asyncio.get_running_loop())))
+    app = create_app(
+        settings, on_started=lambda services: started.append((services, asyncio.get_running_loop()))
+    )
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
     )
@@ -82,7 +85,7 @@ def run_server(settings: Settings, *, startup_timeout_s: float = 120.0) -> Itera
         time.sleep(0.02)
     services, loop = started[0]
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", settings.admin_key.get_secret_value(), services, loop)
+        yield RunningServer(f"http://127.0.0.1:{port}", admin_key, services, loop)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
