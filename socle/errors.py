@@ -56,7 +56,14 @@ class SocleError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI wire form of this error."""
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class ConfigError(SocleError):

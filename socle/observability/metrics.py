@@ -38,12 +38,16 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.tokens = Counter(
-            "socle_tokens", "Tokens processed.", [*_LABELS, "direction"], registry=r
+        self.tokens = Counter("socle_tokens", "Tokens processed.", [*_LABELS, "direction"], registry=r)
+        self.errors = Counter(
+            "socle_errors", "Requests that ended in an error.", [*_LABELS, "code"], registry=r
         )
-        self.errors = Counter("socle_errors", "Requests that ended in an error.", [*_LABELS, "code"], registry=r)
-        self.engine_in_flight = Gauge("socle_engine_in_flight", "Requests in flight per engine.", ["engine"], registry=r)
-        self.engine_healthy = Gauge("socle_engine_healthy", "1 if the engine is healthy.", ["engine"], registry=r)
+        self.engine_in_flight = Gauge(
+            "socle_engine_in_flight", "Requests in flight per engine.", ["engine"], registry=r
+        )
+        self.engine_healthy = Gauge(
+            "socle_engine_healthy", "1 if the engine is healthy.", ["engine"], registry=r
+        )
         self.usage_dropped = Gauge(
             "socle_usage_records_dropped", "Usage records that could not be written.", registry=r
         )

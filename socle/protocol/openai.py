@@ -38,7 +38,9 @@ class ChatMessage(BaseModel):
         parts = []
         for part in self.content:
             if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValueError(f"unsupported content part type {part.get('type')!r}; only text is supported")
+                raise ValueError(
+                    f"unsupported content part type {part.get('type')!r}; only text is supported"
+                )
             parts.append(part["text"])
         return "".join(parts)
 

@@ -129,7 +129,11 @@ def test_request_id_and_engine_headers(server: RunningServer) -> None:
 
 def test_metrics_and_usage_are_recorded(server: RunningServer, client: openai.OpenAI) -> None:
     client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "un deux"}])
-    list(client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "x"}], stream=True))
+    list(
+        client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    )
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     text = httpx.get(server.url + "/metrics").text

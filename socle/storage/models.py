@@ -1,0 +1,174 @@
+"""The relational schema, as typed SQLAlchemy 2 models.
+
+These classes describe the tables; the database is changed only by the Alembic migrations in
+:mod:`socle.storage.migrations` (a test checks that the migrations and these models agree). Domain
+code hands out frozen dataclasses, never these rows: rows are tied to a session, dataclasses are not.
+
+Identity, as the next issues (teams, roles, budgets, audit) will extend it::
+
+    organisations ─< teams ─< team_members >─ principals ─< api_keys >─ teams
+                                                          usage_records (append-only ledger)
+
+- A *principal* is who acts: a person (``user``) or a program (``service``). ``external_subject``
+  will hold the SSO subject; ``disabled_at`` turns every key of the principal off at once.
+- A principal belongs to teams with one or more *roles* per team (rows of ``team_members``).
+- An *API key* belongs to a principal and acts for one team: its requests are charged to that team
+  and carry the principal's roles in it. Only the sha256 of the key is stored, plus a short prefix
+  that lets people recognise their keys.
+- ``usage_records`` is a ledger written in batches by :mod:`socle.observability.usage`. It has no
+  foreign keys on purpose: a ledger must accept every record (a batch must not fail because an
+  identity row changed meanwhile) and outlive the rows it names; its ids come from authenticated
+  principals, so they are right by construction. ``request_id`` is unique, which makes a retried
+  batch idempotent.
+
+Every id is a ULID string (:func:`socle.storage.types.new_id`); every timestamp is aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from socle.storage.types import ID_LENGTH, UTCDateTime, new_id, utcnow
+
+__all__ = [
+    "PRINCIPAL_KINDS",
+    "ApiKeyRow",
+    "Base",
+    "OrganisationRow",
+    "PrincipalRow",
+    "TeamMemberRow",
+    "TeamRow",
+    "UsageRow",
+]
+
+PRINCIPAL_KINDS = ("user", "service")
+
+# Deterministic constraint names, so that later migrations can drop or alter them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(none_as_null=True),
+        list[str]: JSON(none_as_null=True),
+    }
+
+
+def _id() -> Mapped[str]:
+    return mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+class OrganisationRow(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class TeamRow(Base):
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[str] = _id()
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class PrincipalRow(Base):
+    __tablename__ = "principals"
+    __table_args__ = (
+        CheckConstraint("kind IN ('user', 'service')", name="kind"),
+        UniqueConstraint("org_id", "email"),
+        UniqueConstraint("org_id", "external_subject"),
+    )
+
+    id: Mapped[str] = _id()
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    external_subject: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created_at()
+    disabled_at: Mapped[datetime | None]
+
+
+class TeamMemberRow(Base):
+    """One role of one principal in one team; several rows give several roles."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (Index(None, "principal_id"),)
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (Index(None, "principal_id"), Index(None, "team_id"))
+
+    id: Mapped[str] = _id()
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="RESTRICT"))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    allowed_models: Mapped[list[str] | None]
+    ip_allowlist: Mapped[list[str] | None]
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class UsageRow(Base):
+    __tablename__ = "usage_records"
+    __table_args__ = (Index(None, "team_id", "created_at"), Index(None, "principal_id", "created_at"))
+
+    id: Mapped[str] = _id()
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    principal_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    team_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    model: Mapped[str] = mapped_column(String(200))
+    engine: Mapped[str] = mapped_column(String(200))
+    zone: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(200))
+    prompt_tokens: Mapped[int]
+    completion_tokens: Mapped[int]
+    cost_eur: Mapped[Decimal] = mapped_column(Numeric(20, 10))
+    latency_ms: Mapped[float]
+    ttft_ms: Mapped[float | None]
+    status_code: Mapped[int]
+    created_at: Mapped[datetime] = _created_at()
