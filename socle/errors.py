@@ -47,9 +47,13 @@ class SocleError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
+        """Operator-facing detail (hosts, paths, driver messages): logged and shown by the CLI, never
+        sent to API clients."""
         self.code = code if code is not None else self.default_code
         self.param = param
         self.headers = headers or {}

@@ -30,7 +30,7 @@ def serve(host: str | None, port: int | None, config_file: Path | None, data_dir
     try:
         uvloop.run(_serve(settings))
     except SocleError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise click.ClickException(exc.message + (f" ({exc.detail})" if exc.detail else "")) from exc
     except KeyboardInterrupt:
         pass
 

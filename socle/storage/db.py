@@ -195,4 +195,7 @@ class Database:
         reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
         detail = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
         log.warning("database %s unavailable: %s", self.display_url, reason)
-        return StorageError(f"The database is unavailable ({type(reason).__name__}: {detail}).")
+        return StorageError(
+            "The database is unavailable; the request was refused.",
+            detail=f"{self.display_url}: {type(reason).__name__}: {detail}",
+        )

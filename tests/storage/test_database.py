@@ -195,6 +195,8 @@ async def test_an_unreachable_database_is_a_storage_error(tmp_path: Path) -> Non
         with pytest.raises(StorageError, match="database is unavailable") as caught:
             await Database.open(url)
         assert caught.value.status_code == 503
+        assert str(tmp_path) not in caught.value.message  # clients never see hosts or paths
+        assert caught.value.detail  # operators do
         db = Database(url)
         with pytest.raises(StorageError):
             await db.migrate()
