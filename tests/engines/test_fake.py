@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -25,14 +26,14 @@ class TestFakeEngineConformance(EngineConformance):
         return lambda: FakeEngine(FakeEngineConfig(name="fake", reply=REPLY))
 
 
-async def started(**config: object) -> FakeEngine:
-    engine = FakeEngine(FakeEngineConfig(name="fake", **config))  # type: ignore[arg-type]
+async def started(**config: Any) -> FakeEngine:
+    engine = FakeEngine(FakeEngineConfig(name="fake", **config))
     await engine.start()
     return engine
 
 
-def chat(text: str = "one two three", **params: object) -> ChatInput:
-    return ChatInput("fake-model", ({"role": "user", "content": text},), SamplingParams(**params))  # type: ignore[arg-type]
+def chat(text: str = "one two three", **params: Any) -> ChatInput:
+    return ChatInput("fake-model", ({"role": "user", "content": text},), SamplingParams(**params))
 
 
 @pytest.mark.anyio

@@ -162,6 +162,14 @@ async def test_streams_with_delays_between_events(engine: OpenAICompatEngine, up
     assert result.usage == Usage(prompt_tokens=3, completion_tokens=len(DEFAULT_REPLY.split()))
 
 
+async def test_streams_reuse_their_connection(engine: OpenAICompatEngine, upstream: MockUpstream) -> None:
+    upstream.state.token_delay_s = 0.002  # the end of each body arrives after its [DONE] event
+    before = upstream.state.connections
+    for _ in range(3):
+        assert check_stream([d async for d in engine.chat_stream(chat())]).text == DEFAULT_REPLY
+    assert upstream.state.connections - before == 1
+
+
 async def test_upstream_without_usage_gives_zero_counts(
     engine: OpenAICompatEngine, upstream: MockUpstream
 ) -> None:
@@ -257,6 +265,17 @@ async def test_unreachable_upstream_is_an_engine_error() -> None:
             await anext(engine.chat_stream(chat()))
         health = await engine.health()
         assert not health.ok and "unreachable" in health.detail
+    finally:
+        await engine.aclose()
+
+
+async def test_https_upstreams_keep_httpx_transport() -> None:
+    base_url = f"https://127.0.0.1:{free_port()}/v1"
+    engine = OpenAICompatEngine(OpenAICompatEngineConfig(name="tls", zone="eu-west", base_url=base_url))
+    await engine.start()
+    try:
+        with pytest.raises(EngineError, match="connection failed: ConnectError"):
+            await engine.chat(chat())
     finally:
         await engine.aclose()
 
