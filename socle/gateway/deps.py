@@ -1,4 +1,8 @@
-"""Typed dependencies shared by routes: the running services, the authenticated principal, the call."""
+"""Typed dependencies shared by routes: the running services, the authenticated principal, the call.
+
+All are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool, a hop that cost
+about a tenth of the gateway's CPU per request in the overhead benchmark.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from socle.governance.identity import Principal
 __all__ = ["Authenticated", "NewCall", "ServicesDep", "get_services"]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -43,7 +47,7 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
 Authenticated = Annotated[Principal, Depends(authenticate)]
 
 
-def new_call(request: Request, principal: Authenticated) -> Call:
+async def new_call(request: Request, principal: Authenticated) -> Call:
     return Call(request_id=request.state.request_id, endpoint=request.url.path, principal=principal)
 
 

@@ -230,8 +230,7 @@ class KeyStore:
         """The principal a key acts for; raises :class:`AuthenticationError` saying why if none."""
         if not raw_key or len(raw_key) > _MAX_KEY_LENGTH:
             raise AuthenticationError("Invalid API key.")
-        async with self._db.read() as connection:
-            rows = (await connection.execute(self._lookup, {"hash": hash_api_key(raw_key)})).all()
+        rows = await self._db.fetch_all(self._lookup, {"hash": hash_api_key(raw_key)})
         if not rows:
             raise AuthenticationError("Invalid API key: no such key.")
         row = rows[0]
