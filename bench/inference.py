@@ -27,18 +27,17 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from _common import free_port, machine_line, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_VENV = ROOT / "bench" / ".venv-llamacpp-server"
@@ -185,30 +184,6 @@ def ensure_server_venv() -> Path:
     return python
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 180.0) -> None:
-    """Poll ``url`` until it answers 200, or fail with the end of the process's log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{url}: the process exited ({process.returncode}):\n{log.read_text()[-3000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 @contextlib.contextmanager
 def llama_cpp_server(model: Path, threads: int, log: Path) -> Iterator[str]:
     """Run ``python -m llama_cpp.server`` on a free loopback port; yield its base URL once ready."""
@@ -269,16 +244,6 @@ async def measure_server(base: str, concurrency: int, duration_s: float, max_tok
 
 
 # Report -------------------------------------------------------------------------------------------------
-def machine_line() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    return f"{model}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
-
-
 def report(points: dict[tuple[str, int], Point], levels: list[int]) -> list[str]:
     header = (
         f"{'clients':>7} | {'Socle tok/s':>11} | {'server tok/s':>12} | {'Socle/server':>12} | "
