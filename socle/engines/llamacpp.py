@@ -190,9 +190,15 @@ class LlamaCppEngine:
         """Running and waiting requests and the KV cells they hold (asked of the scheduler thread)."""
         scheduler, runtime = self._require()
         slots = range(self.config.concurrency)
-        future = scheduler.call(lambda: sum(runtime.used_cells(slot) for slot in slots))
-        kv_cells = await asyncio.wrap_future(future)
-        return SchedulerStats(active=scheduler.active, waiting=scheduler.waiting, kv_cells=kv_cells)
+        # All three are read on the scheduler thread between two steps, so they agree with each other.
+        future = scheduler.call(
+            lambda: SchedulerStats(
+                active=scheduler.active,
+                waiting=scheduler.waiting,
+                kv_cells=sum(runtime.used_cells(slot) for slot in slots),
+            )
+        )
+        return await asyncio.wrap_future(future)
 
     # Requests -----------------------------------------------------------------------------------------
     async def chat(self, request: ChatInput) -> Generated:
