@@ -190,6 +190,10 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Usage records are written in batches."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    incompatible_roles: list[list[str]] = Field(
+        default_factory=lambda: [["auditor", "admin"]],
+        description="Pairs of roles one principal may not hold together (separation of duties).",
+    )
     engines: list[EngineConfig] = Field(
         default_factory=_default_engines, description="Inference engines; default: the embedded models."
     )

@@ -88,7 +88,12 @@ def _type(info: FieldInfo) -> str:
     return text.replace("|", "\\|")
 
 
-_FACTORY_DEFAULTS = {"threads": "CPU count", "engines": "embedded defaults", "models": "one per engine"}
+_FACTORY_DEFAULTS = {
+    "threads": "CPU count",
+    "engines": "embedded defaults",
+    "models": "one per engine",
+    "incompatible_roles": '`[["auditor", "admin"]]`',
+}
 
 
 def _default(name: str, info: FieldInfo) -> str:

@@ -6,6 +6,7 @@ about a tenth of the gateway's CPU per request in the overhead benchmark.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,8 +15,9 @@ from socle.errors import AuthenticationError
 from socle.gateway.pipeline import Call
 from socle.gateway.services import Services
 from socle.governance.identity import Principal
+from socle.governance.rbac import ACTIONS, ensure_allowed
 
-__all__ = ["Authenticated", "NewCall", "ServicesDep", "get_services"]
+__all__ = ["Authenticated", "NewCall", "ServicesDep", "get_services", "public", "require"]
 
 
 async def get_services(request: Request) -> Services:
@@ -52,3 +54,28 @@ async def new_call(request: Request, principal: Authenticated) -> Call:
 
 
 NewCall = Annotated[Call, Depends(new_call)]
+
+
+def require(action: str) -> Callable[..., Awaitable[Principal]]:
+    """The dependency every protected route declares: authenticate, then check ``action`` (RBAC).
+
+    ``dependencies=[Depends(require("model.use"))]`` on the route; the declared action is kept on the
+    dependency (``socle_action``) so that a test can enumerate every route and its action.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; declare it in socle.governance.rbac")
+
+    async def dependency(principal: Authenticated) -> Principal:
+        ensure_allowed(principal.roles, action)
+        return principal
+
+    dependency.socle_action = action  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_{action.replace('.', '_')}"
+    return dependency
+
+
+async def public() -> None:
+    """Declares a route that needs no authentication (probes, metrics)."""
+
+
+public.socle_action = None  # type: ignore[attr-defined]

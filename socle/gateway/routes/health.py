@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
-from socle.gateway.deps import ServicesDep
+from socle.gateway.deps import ServicesDep, public
 from socle.gateway.responses import JSONBytes
 from socle.observability.metrics import CONTENT_TYPE
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Operations"])
+router = APIRouter(tags=["Operations"], dependencies=[Depends(public)])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

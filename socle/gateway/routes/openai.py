@@ -6,10 +6,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.responses import Response, StreamingResponse
 
-from socle.gateway.deps import Authenticated, NewCall, ServicesDep
+from socle.gateway.deps import Authenticated, NewCall, ServicesDep, require
 from socle.gateway.responses import JSONBytes
 from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -27,7 +27,9 @@ def _respond(result: dict[str, Any] | AsyncIterator[bytes], engine: str) -> Resp
     return StreamingResponse(result, media_type="text/event-stream", headers={**_SSE_HEADERS, **headers})
 
 
-@router.get("/models", summary="List the models this key may use")
+@router.get(
+    "/models", summary="List the models this key may use", dependencies=[Depends(require("model.list"))]
+)
 async def list_models(services: ServicesDep, principal: Authenticated) -> Response:
     created = int(time.time())
     data = []
@@ -51,19 +53,31 @@ async def list_models(services: ServicesDep, principal: Authenticated) -> Respon
     return JSONBytes({"object": "list", "data": data})
 
 
-@router.post("/chat/completions", summary="Create a chat completion (streamed with stream=true)")
+@router.post(
+    "/chat/completions",
+    dependencies=[Depends(require("model.use"))],
+    summary="Create a chat completion (streamed with stream=true)",
+)
 async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, call: NewCall) -> Response:
     result = await services.pipeline.chat(call, body)
     return _respond(result, call.engine_name)
 
 
-@router.post("/completions", summary="Create a text completion (streamed with stream=true)")
+@router.post(
+    "/completions",
+    dependencies=[Depends(require("model.use"))],
+    summary="Create a text completion (streamed with stream=true)",
+)
 async def completions(body: CompletionRequest, services: ServicesDep, call: NewCall) -> Response:
     result = await services.pipeline.completion(call, body)
     return _respond(result, call.engine_name)
 
 
-@router.post("/embeddings", summary="Create embeddings for a text or a list of texts")
+@router.post(
+    "/embeddings",
+    dependencies=[Depends(require("model.use"))],
+    summary="Create embeddings for a text or a list of texts",
+)
 async def embeddings(body: EmbeddingRequest, services: ServicesDep, call: NewCall) -> Response:
     result = await services.pipeline.embeddings(call, body)
     return _respond(result, call.engine_name)
