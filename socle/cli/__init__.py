@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from socle import __version__
-from socle.cli import client, config_cmd, engines_cmd, serve
+from socle.cli import admin, client, config_cmd, engines_cmd, serve
 
 __all__ = ["cli", "main"]
 
@@ -21,6 +21,9 @@ cli.add_command(client.chat)
 cli.add_command(client.models)
 cli.add_command(config_cmd.config)
 cli.add_command(engines_cmd.engines)
+cli.add_command(admin.teams)
+cli.add_command(admin.users)
+cli.add_command(admin.keys)
 
 
 def main() -> None:

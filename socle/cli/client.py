@@ -12,7 +12,7 @@ import orjson
 
 from socle.cli.options import json_option
 
-__all__ = ["chat", "models"]
+__all__ = ["api_client", "chat", "check_response", "models", "server_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +37,7 @@ def server_options(fn: F) -> F:
     return fn
 
 
-def _client(url: str, key: str | None, data_dir: Path) -> httpx.Client:
+def api_client(url: str, key: str | None, data_dir: Path) -> httpx.Client:
     if key is None:
         path = data_dir / "admin.key"
         if not path.is_file():
@@ -50,7 +50,7 @@ def _client(url: str, key: str | None, data_dir: Path) -> httpx.Client:
     )
 
 
-def _check(response: httpx.Response) -> None:
+def check_response(response: httpx.Response) -> None:
     if response.is_success:
         return
     try:
@@ -90,10 +90,10 @@ def chat(
     if temperature is not None:
         body["temperature"] = temperature
     try:
-        with _client(url, key, data_dir) as client:
+        with api_client(url, key, data_dir) as client:
             if not stream:
                 response = client.post("/chat/completions", json=body)
-                _check(response)
+                check_response(response)
                 data = response.json()
                 click.echo(
                     orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
@@ -104,7 +104,7 @@ def chat(
             with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as response:
                 if not response.is_success:
                     response.read()
-                    _check(response)
+                    check_response(response)
                 _print_stream(response, as_json)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {url}: {exc}") from exc
@@ -132,11 +132,11 @@ def _print_stream(response: httpx.Response, as_json: bool) -> None:
 def models(as_json: bool, url: str, key: str | None, data_dir: Path) -> None:
     """List the models a running Socle server offers to this key."""
     try:
-        with _client(url, key, data_dir) as client:
+        with api_client(url, key, data_dir) as client:
             response = client.get("/models")
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {url}: {exc}") from exc
-    _check(response)
+    check_response(response)
     data = response.json()["data"]
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())

@@ -111,3 +111,31 @@ def test_serve_refuses_a_tampered_model(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "sha256 mismatch" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_admin_commands(served: tuple[SocleProcess, Path]) -> None:
+    process, home = served
+    url = ["--url", process.url]
+    created = socle("teams", "create", "research", "--json", *url, cwd=home)
+    assert created.returncode == 0, created.stderr
+    team = orjson.loads(created.stdout)
+    assert team["name"] == "research"
+    key = socle("keys", "create", "--team", "research", "--role", "member", "--json", *url, cwd=home)
+    assert key.returncode == 0, key.stderr
+    secret = orjson.loads(key.stdout)["key"]
+    answer = socle("chat", "Bonjour", "-m", "fake-chat", "--key", secret, *url, cwd=home)
+    assert answer.stdout.strip() == "Bonjour depuis Socle."
+    denied = socle("teams", "list", "--key", secret, *url, cwd=home)
+    assert denied.returncode != 0 and "HTTP 403" in denied.stderr
+    listed = orjson.loads(socle("keys", "list", "--team", "research", "--json", *url, cwd=home).stdout)[
+        "data"
+    ]
+    assert len(listed) == 1 and "key" not in listed[0]
+    members = orjson.loads(socle("teams", "members", "research", "--json", *url, cwd=home).stdout)["data"]
+    assert [m["role"] for m in members] == ["member"]
+    revoked = socle("keys", "revoke", listed[0]["id"], *url, cwd=home)
+    assert revoked.returncode == 0, revoked.stderr
+    refused = socle("chat", "Bonjour", "-m", "fake-chat", "--key", secret, *url, cwd=home)
+    assert refused.returncode != 0 and "HTTP 401" in refused.stderr
+    users = socle("users", "list", *url, cwd=home)
+    assert "research-member" in users.stdout

@@ -1,0 +1,164 @@
+"""Administration commands, talking to a running server's admin API: ``teams``, ``users``, ``keys``.
+
+Each mirrors an admin API route and prints a table, or the API's JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import orjson
+
+from socle.cli.client import api_client, check_response, server_options
+from socle.cli.options import json_option
+
+__all__ = ["keys", "teams", "users"]
+
+
+def _call(ctx: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        with api_client(ctx["url"], ctx["key"], ctx["data_dir"]) as client:
+            response = client.request(method, "/admin" + path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {ctx['url']}: {exc}") from exc
+    check_response(response)
+    return response.json()
+
+
+def _out(data: Any, as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    rows = data["data"] if isinstance(data, dict) and "data" in data else [data]
+    for row in rows:
+        click.echo("  ".join(str(row.get(c) if row.get(c) is not None else "-") for c in columns))
+
+
+def _group(name: str, help_text: str) -> click.Group:
+    return click.Group(name=name, help=help_text)
+
+
+teams = _group("teams", "Manage teams (admin).")
+users = _group("users", "Manage users and service accounts (admin).")
+keys = _group("keys", "Manage API keys (admin or team admin).")
+
+
+def _command(group: click.Group, name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A subcommand with the server options (--url, --key, --data-dir) and --json."""
+
+    def wrap(fn: Callable[..., None]) -> click.Command:
+        def run(url: str, key: str | None, data_dir: Path, **kwargs: Any) -> None:
+            fn({"url": url, "key": key, "data_dir": data_dir}, **kwargs)
+
+        run.__doc__ = fn.__doc__
+        run.__click_params__ = getattr(fn, "__click_params__", [])  # type: ignore[attr-defined]
+        return group.command(name)(server_options(json_option(run)))
+
+    return wrap
+
+
+@_command(teams, "list")
+def teams_list(obj: dict[str, Any], as_json: bool) -> None:
+    """List teams."""
+    _out(_call(obj, "GET", "/teams"), as_json, ["id", "name"])
+
+
+@click.argument("name")
+@_command(teams, "create")
+def teams_create(obj: dict[str, Any], as_json: bool, name: str) -> None:
+    """Create a team."""
+    _out(_call(obj, "POST", "/teams", json={"name": name}), as_json, ["id", "name"])
+
+
+@click.argument("team")
+@_command(teams, "members")
+def teams_members(obj: dict[str, Any], as_json: bool, team: str) -> None:
+    """List a team's role bindings."""
+    _out(_call(obj, "GET", f"/teams/{team}/members"), as_json, ["principal_id", "role"])
+
+
+@click.option("--role", required=True, help="Role to grant (admin, auditor, team-admin, member, service).")
+@click.option("--principal", "principal_id", required=True, help="Principal id.")
+@click.argument("team")
+@_command(teams, "bind")
+def teams_bind(obj: dict[str, Any], as_json: bool, team: str, principal_id: str, role: str) -> None:
+    """Grant a principal a role in a team."""
+    body = {"principal_id": principal_id, "role": role}
+    _out(
+        _call(obj, "POST", f"/teams/{team}/members", json=body), as_json, ["team_id", "principal_id", "role"]
+    )
+
+
+@_command(users, "list")
+def users_list(obj: dict[str, Any], as_json: bool) -> None:
+    """List users and service accounts."""
+    _out(_call(obj, "GET", "/principals"), as_json, ["id", "kind", "name", "email", "disabled_at"])
+
+
+@click.option("--service", is_flag=True, help="Create a service account rather than a user.")
+@click.option("--email", default=None)
+@click.argument("name")
+@_command(users, "create")
+def users_create(obj: dict[str, Any], as_json: bool, name: str, email: str | None, service: bool) -> None:
+    """Create a user (or, with --service, a service account)."""
+    body = {"kind": "service" if service else "user", "name": name, "email": email}
+    _out(_call(obj, "POST", "/principals", json=body), as_json, ["id", "kind", "name"])
+
+
+@click.argument("principal_id")
+@_command(users, "disable")
+def users_disable(obj: dict[str, Any], as_json: bool, principal_id: str) -> None:
+    """Disable a user or service account: all its keys stop working at once."""
+    _out(_call(obj, "DELETE", f"/principals/{principal_id}"), as_json, ["id", "name", "disabled_at"])
+
+
+@click.option("--team", default=None, help="Only this team's keys.")
+@_command(keys, "list")
+def keys_list(obj: dict[str, Any], as_json: bool, team: str | None) -> None:
+    """List API keys (never their secrets)."""
+    params = {"team": team} if team else {}
+    _out(
+        _call(obj, "GET", "/keys", params=params), as_json, ["id", "prefix", "name", "team_id", "revoked_at"]
+    )
+
+
+@click.option("--name", default=None, help="Key name (and service account name when one is created).")
+@click.option("--role", default=None, help="Create a service account with this role in --team for the key.")
+@click.option("--principal", "principal_id", default=None, help="Principal the key belongs to.")
+@click.option("--team", default=None, help="Team the key acts for (default: the caller's).")
+@_command(keys, "create")
+def keys_create(
+    obj: dict[str, Any],
+    as_json: bool,
+    team: str | None,
+    principal_id: str | None,
+    role: str | None,
+    name: str | None,
+) -> None:
+    """Create an API key; its secret is printed once. With --role, for a new service account."""
+    if role is not None:
+        if principal_id is not None or team is None:
+            raise click.UsageError("--role creates a service account: give --team, not --principal")
+        account = _call(
+            obj, "POST", "/principals", json={"kind": "service", "name": name or f"{team}-{role}"}
+        )
+        principal_id = account["id"]
+        _call(obj, "POST", f"/teams/{team}/members", json={"principal_id": principal_id, "role": role})
+    body = {"team": team, "principal_id": principal_id, "name": name or "key"}
+    created = _call(obj, "POST", "/keys", json=body)
+    if as_json:
+        _out(created, True, [])
+        return
+    click.echo(f"{created['key']}")
+    click.echo(f"(key {created['id']} for team {created['team_id']}; the secret is shown only now)", err=True)
+
+
+@click.argument("key_id")
+@_command(keys, "revoke")
+def keys_revoke(obj: dict[str, Any], as_json: bool, key_id: str) -> None:
+    """Revoke an API key: refused from the next request on, on every replica."""
+    _out(_call(obj, "DELETE", f"/keys/{key_id}"), as_json, ["id", "name", "revoked_at"])
