@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from socle.cli.docgen import render_cli, render_configuration
+from socle.cli.docgen import render_cli, render_configuration, render_roles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,6 +17,11 @@ def test_configuration_reference_is_current() -> None:
 def test_cli_reference_is_current() -> None:
     committed = (ROOT / "docs" / "cli.md").read_text()
     assert committed == render_cli().rstrip() + "\n", "run `make docs` and commit docs/"
+
+
+def test_roles_reference_is_current() -> None:
+    committed = (ROOT / "docs" / "roles.md").read_text()
+    assert committed == render_roles().rstrip() + "\n", "run `make docs` and commit docs/"
 
 
 def test_readme_opens_with_the_two_commands() -> None:
