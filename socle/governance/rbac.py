@@ -65,7 +65,9 @@ _ACTIONS: Final = (
     Action("keys.manage", "Create, list and revoke API keys of the team."),
     Action("team.manage", "Manage the team's members and role bindings."),
     Action("budget.manage", "Set budgets and rate limits."),
-    Action("usage.read", "Read usage: one's own, or the team's for team admins."),
+    Action("usage.read", "Read one's own usage."),
+    Action("usage.read_team", "Read the usage of the whole team."),
+    Action("usage.read_all", "Read the usage of every team."),
     Action("audit.read", "Read the audit trail and verify it."),
     Action("admin", "Manage the organisation: teams, users, service accounts, engines, model access."),
 )
@@ -78,13 +80,14 @@ _ROLES: Final = (
     Role(
         "auditor",
         "Reads the audit trail and usage; changes nothing.",
-        frozenset({"audit.read", "usage.read"}),
+        frozenset({"audit.read", "usage.read", "usage.read_all"}),
     ),
     Role(
         "team-admin",
         "Runs one team.",
         _USE
-        | {"knowledge.read", "knowledge.write", "keys.manage", "team.manage", "budget.manage", "usage.read"},
+        | {"knowledge.read", "knowledge.write", "keys.manage", "team.manage", "budget.manage"}
+        | {"usage.read", "usage.read_team"},
     ),
     Role(
         "member",
