@@ -24,6 +24,7 @@ cli.add_command(engines_cmd.engines)
 cli.add_command(admin.teams)
 cli.add_command(admin.users)
 cli.add_command(admin.keys)
+cli.add_command(admin.usage)
 
 
 def main() -> None:

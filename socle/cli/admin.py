@@ -16,17 +16,19 @@ import orjson
 from socle.cli.client import api_client, check_response, server_options
 from socle.cli.options import json_option
 
-__all__ = ["keys", "teams", "users"]
+__all__ = ["keys", "teams", "usage", "users"]
 
 
-def _call(ctx: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
+def _call(ctx: dict[str, Any], method: str, path: str, *, prefix: str = "/admin", **kwargs: Any) -> Any:
     try:
         with api_client(ctx["url"], ctx["key"], ctx["data_dir"]) as client:
-            response = client.request(method, "/admin" + path, **kwargs)
+            response = client.request(method, prefix + path, **kwargs)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {ctx['url']}: {exc}") from exc
     check_response(response)
-    return response.json()
+    return (
+        response.text if response.headers.get("content-type", "").startswith("text/csv") else response.json()
+    )
 
 
 def _out(data: Any, as_json: bool, columns: list[str]) -> None:
@@ -162,3 +164,40 @@ def keys_create(
 def keys_revoke(obj: dict[str, Any], as_json: bool, key_id: str) -> None:
     """Revoke an API key: refused from the next request on, on every replica."""
     _out(_call(obj, "DELETE", f"/keys/{key_id}"), as_json, ["id", "name", "revoked_at"])
+
+
+@click.command("usage")
+@click.option("--since", default=None, help="ISO date or time (default: 31 days ago).")
+@click.option("--until", default=None, help="ISO date or time (default: now).")
+@click.option("--team", default=None, help="Team id or name.")
+@click.option("--model", default=None, help="Public model name.")
+@click.option(
+    "--group-by", default="day,model", show_default=True, help="Among day, team, model, principal..."
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@json_option
+@server_options
+def usage(
+    since: str | None,
+    until: str | None,
+    team: str | None,
+    model: str | None,
+    group_by: str,
+    as_csv: bool,
+    as_json: bool,
+    url: str,
+    key: str | None,
+    data_dir: Path,
+) -> None:
+    """Usage sums over a period: your own, your team's (team admins) or everyone's (admins, auditors)."""
+    params = {"since": since, "until": until, "team": team, "model": model, "group_by": group_by}
+    params = {k: v for k, v in params.items() if v is not None}
+    if as_csv:
+        params["format"] = "csv"
+    obj = {"url": url, "key": key, "data_dir": data_dir}
+    data = _call(obj, "GET", "/usage", prefix="", params=params)
+    if as_csv:
+        click.echo(data, nl=False)
+        return
+    groups = data["group_by"]
+    _out(data, as_json, [*groups, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_eur"])

@@ -139,3 +139,6 @@ def test_admin_commands(served: tuple[SocleProcess, Path]) -> None:
     assert refused.returncode != 0 and "HTTP 401" in refused.stderr
     users = socle("users", "list", *url, cwd=home)
     assert "research-member" in users.stdout
+    table = socle("usage", "--group-by", "model", "--csv", *url, cwd=home)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].startswith("model,requests,errors")
