@@ -28,6 +28,7 @@ from pydantic_settings import (
 from socle.errors import ConfigError
 
 __all__ = [
+    "AlertSettings",
     "DEFAULT_CHAT_MODEL",
     "DEFAULT_EMBEDDING_MODEL",
     "EmbeddingsEngineConfig",
@@ -35,6 +36,8 @@ __all__ = [
     "FakeEngineConfig",
     "LlamaCppEngineConfig",
     "ModelRoute",
+    "OIDCRule",
+    "OIDCSettings",
     "OpenAICompatEngineConfig",
     "Settings",
     "load_settings",
@@ -149,7 +152,118 @@ def _default_models() -> list[ModelRoute]:
     ]
 
 
+class AlertSettings(BaseModel):
+    """Where budget-threshold and limit-hit alerts go; each is delivered once per threshold and period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thresholds: list[int] = Field(default=[50, 80, 100], description="Budget use, in percent, that alerts.")
+    log: bool = Field(default=True, description="Log every alert (logger socle.alerts).")
+    webhook_url: str | None = Field(default=None, description="Internal URL that receives alerts as JSON.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key signing webhook bodies."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP relay for alert e-mails.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = Field(default=False)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mails.")
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
+
+JWTAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+
+class OIDCRule(BaseModel):
+    """A claim-mapping rule: a token whose `claim` holds `value` makes its user a member of `team`
+    with `role`. Every matching rule applies; a user's teams are in the order of the rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    claim: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Claim to read; dots reach into objects, e.g. realm_access.roles (a claim whose own "
+        "name has dots is matched first).",
+    )
+    value: str | None = Field(
+        default=None,
+        description="Value the claim must equal, or contain if it is a list; unset: any non-empty value.",
+    )
+    team: str = Field(
+        min_length=1, max_length=200, description="Team joined; must exist (unknown teams are skipped)."
+    )
+    role: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_-]*$", description="Role in that team; default: default_role."
+    )
+
+
+class OIDCSettings(BaseModel):
+    """Single sign-on with OIDC bearer tokens (JWT) from the organisation's identity provider; see
+    docs/sso.md. Exactly one of `jwks_url` and `jwks_file` is required."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1, description="Expected `iss` claim, compared exactly.")
+    audience: list[str] = Field(
+        min_length=1, description="Accepted `aud` values (a string or a list); a token must name one."
+    )
+    jwks_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="URL of the identity provider's JWKS."
+    )
+    jwks_file: Path | None = Field(default=None, description="A JWKS file, instead of jwks_url.")
+    jwks_cache_s: float = Field(default=300.0, gt=0, description="Signing keys are reloaded after this.")
+    jwks_refetch_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Least time between two JWKS loads, including those an unknown `kid` (key rotation) "
+        "triggers: bogus tokens cannot hammer the identity provider.",
+    )
+    jwks_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of a JWKS request.")
+    algorithms: list[JWTAlgorithm] = Field(
+        default=["RS256", "ES256"],
+        min_length=1,
+        description="Signature algorithms accepted (asymmetric only: never `none` or HS*).",
+    )
+    leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp, nbf, iat.")
+    subject_claim: str = Field(default="sub", min_length=1, description="Claim naming the user, stably.")
+    name_claim: str = Field(default="preferred_username", min_length=1, description="Display name claim.")
+    email_claim: str | None = Field(default="email", description="E-mail claim; unset: none recorded.")
+    organisation: str = Field(default="default", description="Organisation SSO users are provisioned in.")
+    rules: list[OIDCRule] = Field(default_factory=list, description="Claim-to-team rules (`[[oidc.rules]]`).")
+    default_team: str | None = Field(
+        default=None, description="Team of users no rule maps to a team; unset: they get 403."
+    )
+    default_role: str = Field(
+        default="member",
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="Role in default_team and rules without one.",
+    )
+    cache_ttl_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A verified token's user, teams and roles are reused this long at most, never past "
+        "its `exp` (0: never reused).",
+    )
+    cache_size: int = Field(default=10_000, ge=0, description="Verified tokens remembered, per process.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _audience_as_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("audience"), str):
+            return {**data, "audience": [data["audience"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> OIDCSettings:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("oidc needs exactly one of jwks_url and jwks_file")
+        return self
 
 
 class Settings(BaseSettings):
@@ -189,7 +303,49 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = Field(
         default=0.5, gt=0, description="Usage records are written in batches."
     )
+    budget_fail_open: bool = Field(
+        default=False,
+        description="Serve (and log an error) when the budget or rate-limit store cannot be reached; "
+        "default: refuse with 503.",
+    )
+    budget_default_max_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Output tokens reserved (and then enforced as max_tokens) for a governed request "
+        "that sets no max_tokens, on engines without a context size (llama.cpp reserves n_ctx).",
+    )
+    budget_reservation_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A reservation still held after this (its process died) is released by a sweeper.",
+    )
+    budget_reservation_retention_s: float = Field(
+        default=3600.0, ge=0, description="Finished reservations are deleted after this."
+    )
+    governance_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process reuses the budget and rate-limit configuration it read (never "
+        "the counters): changes reach other replicas within this time.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis:// URL for rate-limit counters (needs the redis extra); default: the database.",
+    )
+    default_key_rpm: int | None = Field(
+        default=None, ge=1, description="Requests per minute of a key without its own limit; unset: none."
+    )
+    default_key_tpm: int | None = Field(
+        default=None, ge=1, description="Tokens per minute of a key without its own limit; unset: none."
+    )
+    default_team_rpm: int | None = Field(
+        default=None, ge=1, description="Requests per minute of a team without its own limit; unset: none."
+    )
+    default_team_tpm: int | None = Field(
+        default=None, ge=1, description="Tokens per minute of a team without its own limit; unset: none."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alert sinks (`[alerts]`).")
     incompatible_roles: list[list[str]] = Field(
         default_factory=lambda: [["auditor", "admin"]],
         description="Pairs of roles one principal may not hold together (separation of duties).",
@@ -200,6 +356,9 @@ class Settings(BaseSettings):
     models: list[ModelRoute] = Field(
         default_factory=list,
         description="Public model names and their engine pools; default: one per engine.",
+    )
+    oidc: OIDCSettings | None = Field(
+        default=None, description="Single sign-on with OIDC bearer tokens (`[oidc]`, see docs/sso.md)."
     )
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigError",
     "ContextLengthError",
     "EngineError",
@@ -137,6 +138,13 @@ class RateLimitError(SocleError):
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class BudgetExceededError(RateLimitError):
+    """A budget cannot admit the request's worst case (OpenAI's ``insufficient_quota``, also a 429)."""
+
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
 
 
 class EngineError(SocleError):

@@ -15,6 +15,7 @@ from socle.errors import AuthenticationError
 from socle.gateway.pipeline import Call
 from socle.gateway.services import Services
 from socle.governance.identity import Principal
+from socle.governance.oidc import looks_like_jwt
 from socle.governance.rbac import ACTIONS, ensure_allowed
 
 __all__ = ["Authenticated", "NewCall", "ServicesDep", "get_services", "public", "require"]
@@ -29,19 +30,31 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def authenticate(request: Request, services: ServicesDep) -> Principal:
-    """Bearer API key → principal. Every failure is a 401 that says what is wrong."""
+    """Bearer API key or SSO token (a JWT) → principal. Every failure is a 401 that says what is wrong
+    (403 for a valid SSO token that gives no team). An SSO user in several teams picks one with the
+    ``X-Socle-Team`` header; an API key acts for its own team and ignores it."""
     header = request.headers.get("authorization")
     if not header:
         raise AuthenticationError(
             "Missing API key: send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
         )
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise AuthenticationError(
             "The Authorization header must be 'Bearer <key>'.", code="invalid_authorization"
         )
-    client = request.client.host if request.client else None
-    principal = await services.keys.authenticate(token.strip(), client_ip=client)
+    principal: Principal
+    if looks_like_jwt(token):
+        if services.oidc is None:
+            raise AuthenticationError(
+                "SSO is not configured on this gateway: use an API key (sk-socle-...).",
+                code="sso_not_configured",
+            )
+        principal = await services.oidc.authenticate(token, team=request.headers.get("x-socle-team"))
+    else:
+        client = request.client.host if request.client else None
+        principal = await services.keys.authenticate(token, client_ip=client)
     request.state.principal = principal
     return principal
 

@@ -17,7 +17,10 @@ from socle.engines import build_engine
 from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
 from socle.gateway.pipeline import Pipeline
+from socle.governance.alerts import Alerts, build_sinks
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
+from socle.governance.oidc import OIDCAuthenticator
+from socle.governance.rbac import ROLES
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecorder
 from socle.storage.db import Database
@@ -37,7 +40,10 @@ class Services:
     usage: UsageRecorder
     pipeline: Pipeline
     bootstrap: BootstrapResult
+    alerts: Alerts
     _stack: AsyncExitStack
+    oidc: OIDCAuthenticator | None = None
+    """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -60,6 +66,18 @@ class Services:
             stack.push_async_callback(router.aclose)
             keys = KeyStore(db)
             stack.push_async_callback(keys.aclose)
+            alerts = Alerts(db, build_sinks(settings.alerts))
+            stack.push_async_callback(alerts.aclose)
+            oidc = None
+            if settings.oidc is not None:
+                oidc = await OIDCAuthenticator.start(
+                    settings.oidc,
+                    db,
+                    production=settings.environment == "production",
+                    incompatible_roles=settings.incompatible_roles,
+                    known_roles=list(ROLES),
+                )
+                stack.push_async_callback(oidc.aclose)
             usage = UsageRecorder(db, settings.usage_flush_interval_s)
             await usage.start()
             stack.push_async_callback(usage.aclose)
@@ -72,7 +90,9 @@ class Services:
                 usage=usage,
                 pipeline=Pipeline(settings, router, metrics, usage),
                 bootstrap=result,
+                alerts=alerts,
                 _stack=stack.pop_all(),
+                oidc=oidc,
             )
         return services
 

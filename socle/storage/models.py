@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -45,11 +46,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from socle.storage.types import ID_LENGTH, UTCDateTime, new_id, utcnow
 
 __all__ = [
+    "AlertRow",
     "PRINCIPAL_KINDS",
     "ApiKeyRow",
     "Base",
+    "BudgetCounterRow",
+    "BudgetReservationItemRow",
+    "BudgetReservationRow",
+    "BudgetRow",
     "OrganisationRow",
     "PrincipalRow",
+    "RateLimitCounterRow",
+    "RateLimitRow",
     "TeamMemberRow",
     "TeamRow",
     "UsageRow",
@@ -171,4 +179,124 @@ class UsageRow(Base):
     latency_ms: Mapped[float]
     ttft_ms: Mapped[float | None]
     status_code: Mapped[int]
+    created_at: Mapped[datetime] = _created_at()
+
+
+# Budgets and rate limits (see socle.governance.budgets and socle.governance.ratelimits) --------------
+class BudgetRow(Base):
+    """A limit on what one organisation, team, user (principal) or key may spend per period.
+
+    ``scope_id`` names a row of the scope's table; it has no foreign key because the scope varies.
+    Amounts are integers: nano-euros (10^-9 EUR) and tokens. A budget has at least one limit.
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        UniqueConstraint("scope", "scope_id", "period"),
+        CheckConstraint("scope IN ('organisation', 'team', 'user', 'key')", name="scope"),
+        CheckConstraint("period IN ('daily', 'monthly', 'total')", name="period"),
+        CheckConstraint("limit_nano_eur IS NOT NULL OR limit_tokens IS NOT NULL", name="has_limit"),
+    )
+
+    id: Mapped[str] = _id()
+    scope: Mapped[str] = mapped_column(String(16))
+    scope_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    period: Mapped[str] = mapped_column(String(16))
+    limit_nano_eur: Mapped[int | None] = mapped_column(BigInteger)
+    limit_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class BudgetCounterRow(Base):
+    """What one budget spent and holds reserved in one period; a new period is a new row (the reset)."""
+
+    __tablename__ = "budget_counters"
+
+    budget_id: Mapped[str] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    spent_nano_eur: Mapped[int] = mapped_column(BigInteger)
+    reserved_nano_eur: Mapped[int] = mapped_column(BigInteger)
+    spent_tokens: Mapped[int] = mapped_column(BigInteger)
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class BudgetReservationRow(Base):
+    """The worst case of one request, held in budget counters until it is settled or released."""
+
+    __tablename__ = "budget_reservations"
+    __table_args__ = (
+        CheckConstraint("state IN ('held', 'settled', 'released', 'expired')", name="state"),
+        Index(None, "state", "created_at"),
+    )
+
+    id: Mapped[str] = _id()
+    request_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    nano_eur: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    charged_nano_eur: Mapped[int | None] = mapped_column(BigInteger)
+    charged_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None]
+
+
+class BudgetReservationItemRow(Base):
+    """One budget counter a reservation holds amounts in."""
+
+    __tablename__ = "budget_reservation_items"
+    __table_args__ = (Index(None, "budget_id"),)
+
+    reservation_id: Mapped[str] = mapped_column(
+        ForeignKey("budget_reservations.id", ondelete="CASCADE"), primary_key=True
+    )
+    budget_id: Mapped[str] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), primary_key=True)
+    period_start: Mapped[datetime]
+
+
+class RateLimitRow(Base):
+    """Requests and/or tokens per minute allowed to one key, team or model (``scope_id``: its id or name)."""
+
+    __tablename__ = "rate_limits"
+    __table_args__ = (
+        UniqueConstraint("scope", "scope_id"),
+        CheckConstraint("scope IN ('key', 'team', 'model')", name="scope"),
+        CheckConstraint("requests_per_minute IS NOT NULL OR tokens_per_minute IS NOT NULL", name="has_limit"),
+    )
+
+    id: Mapped[str] = _id()
+    scope: Mapped[str] = mapped_column(String(16))
+    scope_id: Mapped[str] = mapped_column(String(200))
+    requests_per_minute: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class RateLimitCounterRow(Base):
+    """Requests and tokens one bucket (scope and id) took in one minute (``minute``: since the epoch)."""
+
+    __tablename__ = "rate_limit_counters"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertRow(Base):
+    """An alert, once per (kind, subject, threshold, period): the unique key makes delivery happen once
+    across replicas (see :mod:`socle.governance.alerts`)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("kind", "subject", "threshold", "period"), Index(None, "created_at"))
+
+    id: Mapped[str] = _id()
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[int]
+    period: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(2000))
+    data: Mapped[dict[str, Any] | None]
+    delivered_to: Mapped[list[str] | None]
     created_at: Mapped[datetime] = _created_at()

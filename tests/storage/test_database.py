@@ -23,7 +23,7 @@ from socle.storage.types import new_id
 
 pytestmark = pytest.mark.anyio
 
-TABLES = {"organisations", "teams", "principals", "team_members", "api_keys", "usage_records"}
+TABLES = set(Base.metadata.tables)  # the migrations build every table of the models (checked below too)
 
 
 async def _tables(db: Database) -> set[str]:
@@ -36,7 +36,7 @@ async def test_migrations_create_the_schema_on_an_empty_database(database_url: s
     async with Database(database_url) as db:
         assert await db.schema_revision() is None
         await db.migrate()
-        assert await db.schema_revision() == head_revision() == "0001"
+        assert await db.schema_revision() == head_revision()
         assert await _tables(db) == TABLES | {"alembic_version"}
 
 

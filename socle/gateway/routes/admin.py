@@ -218,3 +218,14 @@ async def revoke_key(key_id: str, caller: KeyManager, services: ServicesDep) -> 
         raise NotFoundError("No such key in a team you manage.", code="key_not_found")
     record = await services.keys.revoke_key(key_id)
     return JSONBytes(_key(record))
+
+
+# Alerts -------------------------------------------------------------------------------------------------
+@router.get("/alerts", summary="Budget-threshold and limit-hit alerts, newest first")
+async def list_alerts(
+    caller: Admin,
+    services: ServicesDep,
+    kind: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return _listing(await services.alerts.list(kind=kind, limit=limit))
