@@ -1,17 +1,22 @@
 """The governed request pipeline: the order of steps lives here, where a reader sees it at once.
 
-    authenticate (dependency) ─► resolve model ─► authorize ─► validate ─► engine (via router)
-        ◄─ record usage & metrics ◄─ settle ◄────────────────────────────────┘
+    authenticate (dependency) ─► resolve model ─► authorize ─► validate ─► reserve ─► engine (via router)
+        ◄─ record usage & metrics ◄─ settle or release ◄──────────────────────────────┘
 
-Later steps (guardrails, residency routing, budget reservation, audit) slot into :meth:`Pipeline._admit`
-and :meth:`Pipeline._finish`; routes never repeat them.
+``reserve`` (:meth:`Pipeline._reserve`) counts the request in its rate limits and reserves its worst
+case in its budgets, atomically (:mod:`socle.governance.quotas`); ``settle`` (:meth:`Pipeline._finish`)
+charges what the engine really used, or releases everything if the call failed before any output, on
+every way a call can end: success, error, end of stream, client disconnect.
+
+Later steps (guardrails, residency routing, audit) slot into :meth:`Pipeline._admit` and
+:meth:`Pipeline._finish`; routes never repeat them.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +27,9 @@ from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
 from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
+from socle.governance.budgets import Spend
 from socle.governance.identity import Principal
+from socle.governance.quotas import Hold, Quotas, cost_nano_eur, prompt_bound
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecord, UsageRecorder
 from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -42,6 +49,10 @@ class Call:
     engine: Engine | None = None
     ttft: float | None = None
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    hold: Hold | None = None
+    """What the request reserved in budgets and rate limits, until it is settled."""
+    chunks: int = 0
+    """Text deltas streamed to the client (the charge of a stream cut before the engine's count)."""
 
     @property
     def model(self) -> str:
@@ -53,11 +64,19 @@ class Call:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, router: Router, metrics: Metrics, usage: UsageRecorder) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router,
+        metrics: Metrics,
+        usage: UsageRecorder,
+        quotas: Quotas | None = None,
+    ) -> None:
         self.settings = settings
         self.router = router
         self.metrics = metrics
         self.usage = usage
+        self.quotas = quotas
 
     # Steps ----------------------------------------------------------------------------------------
     def _admit(self, call: Call, model: str, max_tokens: int | None = None, n: int | None = None) -> Pool:
@@ -78,8 +97,35 @@ class Pipeline:
             )
         return pool
 
-    def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
-        """Settle: record usage and metrics for a finished call (success or failure)."""
+    async def _reserve(
+        self, call: Call, pool: Pool, prompt_tokens: Callable[[], int], max_tokens: int | None
+    ) -> int | None:
+        """Count the request in its rate limits and reserve its worst case in its budgets (raises 429 or
+        503). Returns the max_tokens to send: the request's, or, if it set none and something was
+        reserved, the output bound reserved (so that the reservation bounds the engine)."""
+        quotas = self.quotas
+        if quotas is None:
+            return max_tokens
+        engines = [slot.engine.config for slot in pool.slots]
+        call.hold = await quotas.admit(
+            call.principal,
+            pool.name,
+            lambda: quotas.worst_case(engines, prompt_tokens(), max_tokens),
+            request_id=call.request_id,
+        )
+        if call.hold is not None and max_tokens is None:
+            return call.hold.worst.output_tokens
+        return max_tokens
+
+    async def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
+        """Record usage and metrics for a finished call (success or failure), then settle or release
+        what it reserved."""
+        self._record(call, status, error)
+        hold, call.hold = call.hold, None
+        if hold is not None and self.quotas is not None:
+            await self.quotas.finish(hold, _spent(call, hold))
+
+    def _record(self, call: Call, status: int, error: SocleError | None) -> None:
         seconds = time.perf_counter() - call.started
         team = call.principal.team_name
         self.metrics.observe(
@@ -127,10 +173,10 @@ class Pipeline:
         try:
             result, call.engine = await self.router.call(call.pool, capability, fn)
         except SocleError as exc:
-            self._finish(call, exc.status_code, exc)
+            await self._finish(call, exc.status_code, exc)
             raise
         call.usage = result.usage
-        self._finish(call, 200)
+        await self._finish(call, 200)
         return result  # type: ignore[no-any-return]
 
     # Endpoints ------------------------------------------------------------------------------------
@@ -139,8 +185,14 @@ class Pipeline:
         try:
             pool = self._admit(call, body.model, max_tokens, body.n)
             messages = _messages(body)
+            max_tokens = await self._reserve(
+                call,
+                pool,
+                lambda: prompt_bound([m["content"] for m in messages], messages=len(messages)),
+                max_tokens,
+            )
         except SocleError as exc:
-            self._finish(call, exc.status_code, exc)
+            await self._finish(call, exc.status_code, exc)
             raise
         request = ChatInput(model=pool.name, messages=messages, params=_params(body, max_tokens))
         if body.stream:
@@ -172,10 +224,11 @@ class Pipeline:
         try:
             pool = self._admit(call, body.model, body.max_tokens, body.n)
             prompt = _single_prompt(body)
+            max_tokens = await self._reserve(call, pool, lambda: prompt_bound([prompt]), body.max_tokens)
         except SocleError as exc:
-            self._finish(call, exc.status_code, exc)
+            await self._finish(call, exc.status_code, exc)
             raise
-        request = CompletionInput(model=pool.name, prompt=prompt, params=_params(body, body.max_tokens))
+        request = CompletionInput(model=pool.name, prompt=prompt, params=_params(body, max_tokens))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await self._stream(
@@ -211,15 +264,16 @@ class Pipeline:
                 raise BadRequestError(
                     "input must be a non-empty string or a list of non-empty strings.", param="input"
                 )
+            await self._reserve(call, pool, lambda: prompt_bound(texts, messages=len(texts)), 0)
         except SocleError as exc:
-            self._finish(call, exc.status_code, exc)
+            await self._finish(call, exc.status_code, exc)
             raise
         try:
             result, call.engine = await self.router.call(
                 pool, "embeddings", lambda e: e.embed(pool.name, texts)
             )
         except SocleError as exc:
-            self._finish(call, exc.status_code, exc)
+            await self._finish(call, exc.status_code, exc)
             raise
         call.usage = Usage(result.prompt_tokens, 0)
         vectors = result.vectors
@@ -229,9 +283,9 @@ class Pipeline:
                 "is not supported.",
                 param="dimensions",
             )
-            self._finish(call, 400, error)
+            await self._finish(call, 400, error)
             raise error
-        self._finish(call, 200)
+        await self._finish(call, 200)
         data = [
             {"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
             for i, v in enumerate(vectors)
@@ -253,7 +307,7 @@ class Pipeline:
         try:
             deltas, call.engine = await self.router.stream(call.pool, capability, open_stream)
         except SocleError as exc:
-            self._finish(call, exc.status_code, exc)
+            await self._finish(call, exc.status_code, exc)
             raise
         return self._sse(call, capability, deltas, include_usage)
 
@@ -278,6 +332,7 @@ class Pipeline:
                 if delta.usage is not None:
                     call.usage = delta.usage
                 if delta.text:
+                    call.chunks += 1
                     piece = {"content": delta.text} if chat else delta.text
                     yield _event(base, _choice(chat, piece, None), include_usage)
                 if delta.finish_reason is not None:
@@ -292,8 +347,24 @@ class Pipeline:
             status = 499  # client went away (cancelled) or a bug; either way the stream is over
             raise
         finally:
-            await close_stream(deltas)
-            self._finish(call, status, error)
+            try:
+                await close_stream(deltas)
+            finally:
+                await self._finish(call, status, error)  # settles in a task of its own, even if cancelled
+
+
+def _spent(call: Call, hold: Hold) -> Spend | None:
+    """What a finished call is charged: the engine's count; for a stream cut before it, the prompt bound
+    plus one token per streamed chunk; ``None`` (release everything) if no engine produced anything."""
+    if call.engine is None:
+        return None
+    usage = call.usage
+    if usage.total_tokens == 0:
+        if call.chunks == 0:
+            return None
+        usage = Usage(hold.worst.prompt_tokens, call.chunks)
+    nano = cost_nano_eur(call.engine.config, usage.prompt_tokens, usage.completion_tokens)
+    return Spend(usage.total_tokens, nano)
 
 
 def _params(body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> SamplingParams:

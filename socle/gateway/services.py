@@ -20,6 +20,7 @@ from socle.gateway.pipeline import Pipeline
 from socle.governance.alerts import Alerts, build_sinks
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
+from socle.governance.quotas import Quotas
 from socle.governance.rbac import ROLES
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecorder
@@ -41,6 +42,8 @@ class Services:
     pipeline: Pipeline
     bootstrap: BootstrapResult
     alerts: Alerts
+    quotas: Quotas
+    """Budgets and rate limits: ``quotas.budgets`` and ``quotas.limits`` manage them."""
     _stack: AsyncExitStack
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
@@ -81,6 +84,9 @@ class Services:
             usage = UsageRecorder(db, settings.usage_flush_interval_s)
             await usage.start()
             stack.push_async_callback(usage.aclose)
+            quotas = Quotas(db, settings)
+            await quotas.start()
+            stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
             services = cls(
                 settings=settings,
                 db=db,
@@ -88,9 +94,10 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage),
+                pipeline=Pipeline(settings, router, metrics, usage, quotas),
                 bootstrap=result,
                 alerts=alerts,
+                quotas=quotas,
                 _stack=stack.pop_all(),
                 oidc=oidc,
             )

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 16 * 1024
 _MAX_JWKS_BYTES = 1024 * 1024
+_MIN_RSA_BITS = 2048
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _KEY_TYPES: dict[str, tuple[str, frozenset[str] | None]] = {
     **{f"{p}{n}": ("RSA", None) for p in ("RS", "PS") for n in ("256", "384", "512")},
@@ -206,6 +207,7 @@ class KeySet:
                 "The identity provider's signing keys (JWKS) cannot be loaded; tokens cannot be checked "
                 "now. Try again later.",
                 detail=f"{self.source}: {type(exc).__name__}: {exc}",
+                headers=self._retry_after(),
             ) from exc
         self._jwks, self._keys = jwks, {}
         self._loaded_at = self._attempted_at
@@ -254,7 +256,7 @@ class KeySet:
                     raise IdentityProviderUnavailable(
                         "The identity provider's signing keys (JWKS) cannot be loaded; tokens cannot "
                         "be checked now. Try again later.",
-                        headers={"Retry-After": str(max(1, round(self._interval)))},
+                        headers=self._retry_after(),
                     )
                 return
             try:
@@ -264,10 +266,14 @@ class KeySet:
                 if self._loaded_at is None:
                     raise
 
+    def _retry_after(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self._interval)))}
+
     def _prepared(self, jwk: dict[str, Any], alg: str) -> PyJWK:
         cache_key = (id(jwk), alg)
         key = self._keys.get(cache_key)
         if key is None:
+            from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
             from jwt import PyJWK
             from jwt.exceptions import PyJWTError
 
@@ -278,8 +284,10 @@ class KeySet:
                 raise invalid_token(
                     f"The token's signing key '{jwk.get('kid')}' is unusable: {exc}."
                 ) from exc
-            if key.Algorithm.check_key_length(key.key) is not None:
-                raise invalid_token(f"The token's signing key '{jwk.get('kid')}' is too short.")
+            if isinstance(key.key, RSAPublicKey) and key.key.key_size < _MIN_RSA_BITS:
+                raise invalid_token(
+                    f"The token's signing key '{jwk.get('kid')}' is too short ({key.key.key_size} bits)."
+                )
             self._keys[cache_key] = key
         return key
 

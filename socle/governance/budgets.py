@@ -77,7 +77,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
     literal,
@@ -792,10 +791,11 @@ def _reserve_statement(backend: str, budgets: Any, counters: Any) -> Insert:
     tokens = bindparam("tokens", type_=BigInteger)
     b, c = budgets.c, counters.c
 
-    def fits(spent_nano: Any, held_nano: Any, spent_tokens: Any, held_tokens: Any) -> Any:
+    def fits(spent_nano: Any, held_nano: Any, spent_tokens: Any, held_tokens: Any, limits: Any) -> Any:
+        limit_nano, limit_tokens = limits
         return and_(
-            or_(b.limit_nano_eur.is_(None), spent_nano + held_nano <= b.limit_nano_eur),
-            or_(b.limit_tokens.is_(None), spent_tokens + held_tokens <= b.limit_tokens),
+            or_(limit_nano.is_(None), spent_nano + held_nano <= limit_nano),
+            or_(limit_tokens.is_(None), spent_tokens + held_tokens <= limit_tokens),
         )
 
     first = select(
@@ -805,7 +805,7 @@ def _reserve_statement(backend: str, budgets: Any, counters: Any) -> Insert:
         nano,
         literal(0, BigInteger),
         tokens,
-    ).where(b.id == bindparam("budget"), fits(0, nano, 0, tokens))
+    ).where(b.id == bindparam("budget"), fits(0, nano, 0, tokens, (b.limit_nano_eur, b.limit_tokens)))
     dialect_insert = postgresql.insert if backend == "postgresql" else sqlite.insert
     statement = dialect_insert(counters).from_select(
         [
@@ -819,16 +819,17 @@ def _reserve_statement(backend: str, budgets: Any, counters: Any) -> Insert:
         first,
     )
     excluded = statement.excluded
-    again = exists(
-        select(b.id).where(
-            b.id == c.budget_id,
-            fits(
-                c.spent_nano_eur,
-                c.reserved_nano_eur + excluded.reserved_nano_eur,
-                c.spent_tokens,
-                c.reserved_tokens + excluded.reserved_tokens,
-            ),
-        )
+    # The limits as they are now, by scalar subqueries that name no other table (nothing to correlate).
+    current = tuple(
+        select(column).where(b.id == bindparam("budget")).scalar_subquery()
+        for column in (b.limit_nano_eur, b.limit_tokens)
+    )
+    again = fits(
+        c.spent_nano_eur,
+        c.reserved_nano_eur + excluded.reserved_nano_eur,
+        c.spent_tokens,
+        c.reserved_tokens + excluded.reserved_tokens,
+        current,
     )
     return statement.on_conflict_do_update(
         index_elements=[c.budget_id, c.period_start],

@@ -166,7 +166,9 @@ def retry_after_ms(limit: int, previous: int, current: int, cost: int, elapsed_m
     return WINDOW_MS - elapsed_ms + needed
 
 
-def _refusal(bucket: Bucket, metric: str, previous: int, current: int, cost: int, elapsed_ms: int) -> RateLimitError:
+def _refusal(
+    bucket: Bucket, metric: str, previous: int, current: int, cost: int, elapsed_ms: int
+) -> RateLimitError:
     requests = metric == "requests"
     limit = bucket.requests_per_minute if requests else bucket.tokens_per_minute
     assert limit is not None
@@ -210,8 +212,9 @@ class RateLimitStore:
         invalid values or if the scope already has a limit.
         """
         _check_scope(scope)
-        rpm, tpm = _per_minute(requests_per_minute, "requests_per_minute"), _per_minute(
-            tokens_per_minute, "tokens_per_minute"
+        rpm, tpm = (
+            _per_minute(requests_per_minute, "requests_per_minute"),
+            _per_minute(tokens_per_minute, "tokens_per_minute"),
         )
         if rpm is None and tpm is None:
             raise BadRequestError("A rate limit needs requests_per_minute, tokens_per_minute or both.")
@@ -236,7 +239,8 @@ class RateLimitStore:
                 await session.flush()
         except IntegrityError as exc:
             raise BadRequestError(
-                f"The {scope} {scope_id} already has a rate limit; update it instead.", code="rate_limit_exists"
+                f"The {scope} {scope_id} already has a rate limit; update it instead.",
+                code="rate_limit_exists",
             ) from exc
         return RateLimit.from_mapping(vars(row))
 
@@ -400,7 +404,9 @@ class DatabaseCounters:
 
     async def purge(self, now_ms: int) -> None:
         async with self._db.connect() as connection:
-            await connection.execute(delete(self._table).where(self._table.c.minute < now_ms // WINDOW_MS - 1))
+            await connection.execute(
+                delete(self._table).where(self._table.c.minute < now_ms // WINDOW_MS - 1)
+            )
 
     async def aclose(self) -> None:
         return None
@@ -417,7 +423,9 @@ class DatabaseCounters:
         rows = (await connection.execute(self._read(), {"bucket": bucket.key, "minute": minute})).all()
         counts = {row.minute: (int(row.requests), int(row.tokens)) for row in rows}
         prev, cur = counts.get(minute - 1, (0, 0)), counts.get(minute, (0, 0))
-        if bucket.requests_per_minute is not None and _over(bucket.requests_per_minute, prev[0], cur[0], 1, elapsed):
+        if bucket.requests_per_minute is not None and _over(
+            bucket.requests_per_minute, prev[0], cur[0], 1, elapsed
+        ):
             return _refusal(bucket, "requests", prev[0], cur[0], 1, elapsed)
         return _refusal(bucket, "tokens", prev[1], cur[1], tokens, elapsed)
 
@@ -445,7 +453,10 @@ def _take_statement(backend: str, table: Any, rpm: bool, tpm: bool) -> Insert:
     t = table.c
     previous = table.alias("previous")
     left, window = bindparam("left_ms", type_=BigInteger), bindparam("window_ms", type_=BigInteger)
-    cost = {"requests": bindparam("requests", type_=BigInteger), "tokens": bindparam("tokens", type_=BigInteger)}
+    cost = {
+        "requests": bindparam("requests", type_=BigInteger),
+        "tokens": bindparam("tokens", type_=BigInteger),
+    }
     limit = {"requests": bindparam("rpm", type_=BigInteger), "tokens": bindparam("tpm", type_=BigInteger)}
     metrics = [m for m, on in (("requests", rpm), ("tokens", tpm)) if on]
 

@@ -316,6 +316,7 @@ async def test_unreachable_provider_is_503_and_is_not_hammered(idp: FakeIdentity
         with pytest.raises(IdentityProviderUnavailable) as caught:
             await verifier.verify(idp.token())
         assert caught.value.status_code == 503 and "cannot be loaded" in caught.value.message
+        assert caught.value.headers["Retry-After"] == "30"
         assert caught.value.detail is None or url in caught.value.detail
     assert keys.loads == 1
     await keys.aclose()
