@@ -22,6 +22,7 @@ __all__ = [
     "ContextLengthError",
     "EngineError",
     "EngineUnavailableError",
+    "IdentityProviderUnavailable",
     "ModelNotFoundError",
     "ModelVerificationError",
     "NotFoundError",
@@ -161,3 +162,12 @@ class EngineUnavailableError(SocleError):
     status_code = 503
     error_type = "server_error"
     default_code = "engine_unavailable"
+
+
+class IdentityProviderUnavailable(SocleError):
+    """The identity provider's signing keys cannot be loaded and none are known: no SSO token can be
+    checked until they can (503; API keys keep working)."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "identity_provider_unavailable"

@@ -39,12 +39,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 
-from socle.errors import AuthenticationError, SocleError
+from socle.errors import AuthenticationError, IdentityProviderUnavailable
 
 if TYPE_CHECKING:  # PyJWT (and cryptography, ~50 ms) is imported on first use, not with the gateway
     from jwt import PyJWK
@@ -73,15 +73,6 @@ _KEY_TYPES: dict[str, tuple[str, frozenset[str] | None]] = {
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
 }
 """Accepted algorithm -> the key type (and curves) it verifies with."""
-
-
-class IdentityProviderUnavailable(SocleError):
-    """The identity provider's signing keys cannot be loaded and none are known: no token can be
-    checked until they can (503; API keys keep working)."""
-
-    status_code: ClassVar[int] = 503
-    error_type: ClassVar[str] = "server_error"
-    default_code: ClassVar[str | None] = "identity_provider_unavailable"
 
 
 def invalid_token(message: str, code: str = "invalid_token") -> AuthenticationError:
