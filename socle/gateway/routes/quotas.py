@@ -1,0 +1,185 @@
+"""Admin API for budgets and rate limits (``/v1/admin/budgets``, ``/v1/admin/limits``).
+
+Organisation- and team-wide budgets and team and model limits are set by admins only: a team admin
+must not be able to raise their own team's ceiling. Team admins (``budget.manage``) set budgets and
+limits on the users and keys of their own team. Everyone with the action can read the status of the
+budgets they may set. Changes apply at once in this process and within ``governance_cache_s`` on
+other replicas.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from socle.errors import NotFoundError, PermissionDeniedError
+from socle.gateway.deps import ServicesDep, require
+from socle.gateway.responses import JSONBytes
+from socle.gateway.services import Services
+from socle.governance.directory import Directory
+from socle.governance.identity import Principal
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/admin", tags=["Budgets and limits"])
+Manager = Annotated[Principal, Depends(require("budget.manage"))]
+
+
+class BudgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["organisation", "team", "user", "key"]
+    target: str | None = Field(default=None, description="Team name or id, principal id or key id.")
+    period: Literal["daily", "monthly", "total"]
+    limit_eur: Decimal | None = Field(default=None, ge=0)
+    limit_tokens: int | None = Field(default=None, ge=0)
+
+
+class BudgetPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit_eur: Decimal | None = Field(default=None, ge=0)
+    limit_tokens: int | None = Field(default=None, ge=0)
+
+
+class LimitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["key", "team", "model"]
+    target: str = Field(description="Key id, team name or id, or public model name.")
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+async def _target(services: Services, caller: Principal, scope: str, target: str | None) -> str:
+    """Resolve a budget or limit target to its id and check the caller may govern it."""
+    admin = "admin" in caller.roles
+    if scope == "organisation":
+        if not admin:
+            raise PermissionDeniedError("Only an admin may set organisation budgets.", code="admin_only")
+        return caller.org_id
+    if scope in ("team", "model"):
+        if not admin:
+            raise PermissionDeniedError(
+                f"Only an admin may set {scope} budgets or limits.", code="admin_only"
+            )
+        if scope == "model":
+            return services.router.resolve(target or "").name
+        directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
+        return (await directory.get_team(caller.org_id, target or caller.team_id)).id
+    if not target:
+        raise NotFoundError(f"A {scope} budget needs a target id.", code="target_required")
+    if not admin:
+        team_ids = await _teams_of(services, scope, target)
+        if caller.team_id not in team_ids:
+            raise PermissionDeniedError(
+                "You may only govern the users and keys of your team.", code="other_team"
+            )
+    return target
+
+
+async def _teams_of(services: Services, scope: str, target: str) -> set[str]:
+    if scope == "key":
+        return {k.team_id for k in await services.keys.list_keys() if k.id == target}
+    directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
+    return {b.team_id for b in await directory.bindings(principal_id=target)}
+
+
+def _listing(items: list[dict[str, Any]]) -> Response:
+    return JSONBytes({"object": "list", "data": items})
+
+
+@router.get("/budgets", summary="Budgets with their current period's spend")
+async def list_budgets(
+    caller: Manager,
+    services: ServicesDep,
+    scope: Literal["organisation", "team", "user", "key"] | None = None,
+    team: Annotated[str | None, Query(description="Only this team's budget (name or id)")] = None,
+) -> Response:
+    store = services.quotas.budgets
+    scope_id = None
+    if team is not None:
+        directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
+        scope, scope_id = "team", (await directory.get_team(caller.org_id, team)).id
+    budgets = await store.list_budgets(scope=scope, scope_id=scope_id)
+    if "admin" not in caller.roles:  # a team admin sees their team's budget and its users' and keys'
+        budgets = [
+            b
+            for b in budgets
+            if (b.scope == "team" and b.scope_id == caller.team_id)
+            or (
+                b.scope in ("user", "key")
+                and caller.team_id in await _teams_of(services, b.scope, b.scope_id)
+            )
+        ]
+    return _listing([(await store.budget_status(b.id)).to_dict() for b in budgets])
+
+
+@router.post("/budgets", status_code=201, summary="Create a budget")
+async def create_budget(body: BudgetIn, caller: Manager, services: ServicesDep) -> Response:
+    scope_id = await _target(services, caller, body.scope, body.target)
+    budget = await services.quotas.budgets.create_budget(
+        body.scope, scope_id, body.period, limit_eur=body.limit_eur, limit_tokens=body.limit_tokens
+    )
+    services.quotas.invalidate()
+    return JSONBytes((await services.quotas.budgets.budget_status(budget.id)).to_dict(), status_code=201)
+
+
+@router.patch("/budgets/{budget_id}", summary="Change a budget's limits")
+async def update_budget(
+    budget_id: str, body: BudgetPatch, caller: Manager, services: ServicesDep
+) -> Response:
+    store = services.quotas.budgets
+    budget = await store.get_budget(budget_id)
+    await _target(services, caller, budget.scope, budget.scope_id)
+    changes = body.model_dump(exclude_unset=True)
+    await store.update_budget(budget_id, **changes)
+    services.quotas.invalidate()
+    return JSONBytes((await store.budget_status(budget_id)).to_dict())
+
+
+@router.delete("/budgets/{budget_id}", summary="Delete a budget")
+async def delete_budget(budget_id: str, caller: Manager, services: ServicesDep) -> Response:
+    store = services.quotas.budgets
+    budget = await store.get_budget(budget_id)
+    await _target(services, caller, budget.scope, budget.scope_id)
+    await store.delete_budget(budget_id)
+    services.quotas.invalidate()
+    return JSONBytes({"deleted": True, "id": budget_id})
+
+
+@router.get("/limits", summary="Rate limits")
+async def list_limits(caller: Manager, services: ServicesDep) -> Response:
+    limits = await services.quotas.limits.list_limits()
+    if "admin" not in caller.roles:
+        own_keys = {k.id for k in await services.keys.list_keys(team_id=caller.team_id)}
+        limits = [
+            x for x in limits if (x.scope, x.scope_id) == ("team", caller.team_id) or x.scope_id in own_keys
+        ]
+    return _listing([x.to_dict() for x in limits])
+
+
+@router.post("/limits", status_code=201, summary="Create a rate limit")
+async def create_limit(body: LimitIn, caller: Manager, services: ServicesDep) -> Response:
+    scope_id = await _target(services, caller, body.scope, body.target)
+    limit = await services.quotas.limits.create_limit(
+        body.scope,
+        scope_id,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+    )
+    services.quotas.invalidate()
+    return JSONBytes(limit.to_dict(), status_code=201)
+
+
+@router.delete("/limits/{limit_id}", summary="Delete a rate limit")
+async def delete_limit(limit_id: str, caller: Manager, services: ServicesDep) -> Response:
+    limit = await services.quotas.limits.get_limit(limit_id)
+    await _target(services, caller, limit.scope, limit.scope_id)
+    await services.quotas.limits.delete_limit(limit_id)
+    services.quotas.invalidate()
+    return JSONBytes({"deleted": True, "id": limit_id})

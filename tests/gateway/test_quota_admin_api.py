@@ -1,0 +1,79 @@
+"""Budgets and rate limits through the admin API, on SQLite and PostgreSQL: who may set what, and
+that what is set is enforced at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from socle.config import FakeEngineConfig, ModelRoute
+from socle.testing.server import RunningServer, run_server
+
+CHAT = {"model": "priced", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}
+
+
+@pytest.fixture
+def server(make_settings: Any, database_url: str) -> Iterator[RunningServer]:
+    engines = [FakeEngineConfig(name="priced", reply="un deux trois", price_output_per_mtok=1_000_000.0)]
+    settings = make_settings(
+        database_url=database_url, engines=engines, models=[ModelRoute(name="priced", engines=["priced"])]
+    )
+    with run_server(settings) as running:
+        yield running
+
+
+def _client(server: RunningServer, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url + "/v1", headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def test_team_budget_set_by_admin_is_enforced(server: RunningServer) -> None:
+    with _client(server, server.admin_key) as admin:
+        admin.post("/admin/teams", json={"name": "research"})
+        lead = admin.post("/admin/principals", json={"kind": "user", "name": "lead"}).json()
+        admin.post("/admin/teams/research/members", json={"principal_id": lead["id"], "role": "team-admin"})
+        key = admin.post("/admin/keys", json={"principal_id": lead["id"], "team": "research"}).json()
+        # Each request reserves its worst case, 10 output tokens at 1 EUR each, and settles to 3 EUR (the
+        # fake answers 3 words): a 25 EUR budget admits requests while spent + 10 <= 25, i.e. six.
+        budget = admin.post(
+            "/admin/budgets",
+            json={"scope": "team", "target": "research", "period": "monthly", "limit_eur": "25"},
+        )
+        assert budget.status_code == 201, budget.text
+        budget_id = budget.json()["budget"]["id"]
+
+    with _client(server, key["key"]) as team:
+        statuses = [team.post("/chat/completions", json=CHAT).status_code for _ in range(8)]
+        assert statuses == [200] * 6 + [429] * 2
+        refused = team.post("/chat/completions", json=CHAT)
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+        raise_own = team.patch(f"/admin/budgets/{budget_id}", json={"limit_eur": "1000"})
+        assert raise_own.status_code == 403 and raise_own.json()["error"]["code"] == "admin_only"
+        listed = team.get("/admin/budgets").json()["data"]
+        assert len(listed) == 1 and listed[0]["spent_eur"] == "18" and listed[0]["reserved_eur"] == "0"
+        key_budget = team.post(
+            "/admin/budgets",
+            json={"scope": "key", "target": key["id"], "period": "daily", "limit_tokens": 1000},
+        )
+        assert key_budget.status_code == 201, key_budget.text
+
+    with _client(server, server.admin_key) as admin:
+        assert admin.patch(f"/admin/budgets/{budget_id}", json={"limit_eur": "1000"}).status_code == 200
+    with _client(server, key["key"]) as team:
+        assert team.post("/chat/completions", json=CHAT).status_code == 200
+
+
+def test_rate_limit_set_by_admin_is_enforced(server: RunningServer) -> None:
+    with _client(server, server.admin_key) as admin:
+        created = admin.post(
+            "/admin/limits", json={"scope": "model", "target": "priced", "requests_per_minute": 2}
+        )
+        assert created.status_code == 201, created.text
+        statuses = [admin.post("/chat/completions", json=CHAT).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        limited = admin.post("/chat/completions", json=CHAT)
+        assert limited.json()["error"]["code"] == "rate_limit_exceeded" and "retry-after" in limited.headers
+        assert admin.delete(f"/admin/limits/{created.json()['id']}").status_code == 200
+        assert admin.post("/chat/completions", json=CHAT).status_code == 200
