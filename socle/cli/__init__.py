@@ -25,6 +25,8 @@ cli.add_command(admin.teams)
 cli.add_command(admin.users)
 cli.add_command(admin.keys)
 cli.add_command(admin.usage)
+cli.add_command(admin.budgets)
+cli.add_command(admin.limits)
 
 
 def main() -> None:

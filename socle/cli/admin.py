@@ -16,7 +16,7 @@ import orjson
 from socle.cli.client import api_client, check_response, server_options
 from socle.cli.options import json_option
 
-__all__ = ["keys", "teams", "usage", "users"]
+__all__ = ["budgets", "keys", "limits", "teams", "usage", "users"]
 
 
 def _call(ctx: dict[str, Any], method: str, path: str, *, prefix: str = "/admin", **kwargs: Any) -> Any:
@@ -47,6 +47,8 @@ def _group(name: str, help_text: str) -> click.Group:
 teams = _group("teams", "Manage teams (admin).")
 users = _group("users", "Manage users and service accounts (admin).")
 keys = _group("keys", "Manage API keys (admin or team admin).")
+budgets = _group("budgets", "Manage budgets (admin; team admins for their users and keys).")
+limits = _group("limits", "Manage rate limits (admin; team admins for their keys).")
 
 
 def _command(group: click.Group, name: str) -> Callable[[Callable[..., None]], click.Command]:
@@ -69,11 +71,19 @@ def teams_list(obj: dict[str, Any], as_json: bool) -> None:
     _out(_call(obj, "GET", "/teams"), as_json, ["id", "name"])
 
 
+@click.option(
+    "--period", type=click.Choice(["daily", "monthly", "total"]), default="monthly", show_default=True
+)
+@click.option("--budget-eur", default=None, help="Also give the team a budget in euros for --period.")
 @click.argument("name")
 @_command(teams, "create")
-def teams_create(obj: dict[str, Any], as_json: bool, name: str) -> None:
-    """Create a team."""
-    _out(_call(obj, "POST", "/teams", json={"name": name}), as_json, ["id", "name"])
+def teams_create(obj: dict[str, Any], as_json: bool, name: str, budget_eur: str | None, period: str) -> None:
+    """Create a team, optionally with a budget."""
+    team = _call(obj, "POST", "/teams", json={"name": name})
+    if budget_eur is not None:
+        body = {"scope": "team", "target": team["id"], "period": period, "limit_eur": budget_eur}
+        team["budget"] = _call(obj, "POST", "/budgets", json=body)
+    _out(team, as_json, ["id", "name"])
 
 
 @click.argument("team")
@@ -201,3 +211,97 @@ def usage(
         return
     groups = data["group_by"]
     _out(data, as_json, [*groups, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_eur"])
+
+
+_BUDGET_COLUMNS = [
+    "scope",
+    "target",
+    "period",
+    "limit_eur",
+    "spent_eur",
+    "reserved_eur",
+    "limit_tokens",
+    "spent_tokens",
+]
+
+
+def _flat(status: dict[str, Any]) -> dict[str, Any]:
+    budget = status["budget"]
+    return {
+        "id": budget["id"],
+        "scope": budget["scope"],
+        "target": budget["scope_id"],
+        "period": budget["period"],
+        "limit_eur": budget.get("limit_eur"),
+        "limit_tokens": budget.get("limit_tokens"),
+        **{k: v for k, v in status.items() if k != "budget"},
+    }
+
+
+@click.option("--team", default=None, help="Only this team's budget.")
+@_command(budgets, "show")
+def budgets_show(obj: dict[str, Any], as_json: bool, team: str | None) -> None:
+    """Budgets with what their current period has spent and holds in reservations."""
+    data = _call(obj, "GET", "/budgets", params={"team": team} if team else {})
+    _out(data if as_json else {"data": [_flat(x) for x in data["data"]]}, as_json, ["id", *_BUDGET_COLUMNS])
+
+
+@click.option("--tokens", "limit_tokens", type=int, default=None, help="Limit in tokens.")
+@click.option("--eur", "limit_eur", default=None, help="Limit in euros.")
+@click.option("--period", type=click.Choice(["daily", "monthly", "total"]), required=True)
+@click.option("--target", default=None, help="Team name or id, principal id or key id.")
+@click.option("--scope", type=click.Choice(["organisation", "team", "user", "key"]), required=True)
+@_command(budgets, "create")
+def budgets_create(
+    obj: dict[str, Any],
+    as_json: bool,
+    scope: str,
+    target: str | None,
+    period: str,
+    limit_eur: str | None,
+    limit_tokens: int | None,
+) -> None:
+    """Create a budget for a scope and period."""
+    body = {
+        "scope": scope,
+        "target": target,
+        "period": period,
+        "limit_eur": limit_eur,
+        "limit_tokens": limit_tokens,
+    }
+    _out(_flat(_call(obj, "POST", "/budgets", json=body)), as_json, ["id", *_BUDGET_COLUMNS])
+
+
+@click.argument("budget_id")
+@_command(budgets, "delete")
+def budgets_delete(obj: dict[str, Any], as_json: bool, budget_id: str) -> None:
+    """Delete a budget."""
+    _out(_call(obj, "DELETE", f"/budgets/{budget_id}"), as_json, ["id", "deleted"])
+
+
+@_command(limits, "list")
+def limits_list(obj: dict[str, Any], as_json: bool) -> None:
+    """List rate limits."""
+    columns = ["id", "scope", "scope_id", "requests_per_minute", "tokens_per_minute"]
+    _out(_call(obj, "GET", "/limits"), as_json, columns)
+
+
+@click.option("--tpm", type=int, default=None, help="Tokens per minute.")
+@click.option("--rpm", type=int, default=None, help="Requests per minute.")
+@click.option("--target", required=True, help="Key id, team name or id, or public model name.")
+@click.option("--scope", type=click.Choice(["key", "team", "model"]), required=True)
+@_command(limits, "create")
+def limits_create(
+    obj: dict[str, Any], as_json: bool, scope: str, target: str, rpm: int | None, tpm: int | None
+) -> None:
+    """Create a rate limit."""
+    body = {"scope": scope, "target": target, "requests_per_minute": rpm, "tokens_per_minute": tpm}
+    columns = ["id", "scope", "scope_id", "requests_per_minute", "tokens_per_minute"]
+    _out(_call(obj, "POST", "/limits", json=body), as_json, columns)
+
+
+@click.argument("limit_id")
+@_command(limits, "delete")
+def limits_delete(obj: dict[str, Any], as_json: bool, limit_id: str) -> None:
+    """Delete a rate limit."""
+    _out(_call(obj, "DELETE", f"/limits/{limit_id}"), as_json, ["id", "deleted"])

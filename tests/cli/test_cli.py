@@ -116,7 +116,9 @@ def test_serve_refuses_a_tampered_model(tmp_path: Path) -> None:
 def test_admin_commands(served: tuple[SocleProcess, Path]) -> None:
     process, home = served
     url = ["--url", process.url]
-    created = socle("teams", "create", "research", "--json", *url, cwd=home)
+    created = socle(
+        "teams", "create", "research", "--budget-eur", "50", "--period", "monthly", "--json", *url, cwd=home
+    )
     assert created.returncode == 0, created.stderr
     team = orjson.loads(created.stdout)
     assert team["name"] == "research"
@@ -139,6 +141,15 @@ def test_admin_commands(served: tuple[SocleProcess, Path]) -> None:
     assert refused.returncode != 0 and "HTTP 401" in refused.stderr
     users = socle("users", "list", *url, cwd=home)
     assert "research-member" in users.stdout
+    shown = orjson.loads(socle("budgets", "show", "--team", "research", "--json", *url, cwd=home).stdout)[
+        "data"
+    ]
+    assert shown[0]["budget"]["limit_eur"] == "50" and shown[0]["budget"]["period"] == "monthly"
+    limit = socle(
+        "limits", "create", "--scope", "team", "--target", "research", "--rpm", "100", *url, cwd=home
+    )
+    assert limit.returncode == 0, limit.stderr
+    assert "100" in socle("limits", "list", *url, cwd=home).stdout
     table = socle("usage", "--group-by", "model", "--csv", *url, cwd=home)
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].startswith("model,requests,errors")
