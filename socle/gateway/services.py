@@ -84,7 +84,7 @@ class Services:
             usage = UsageRecorder(db, settings.usage_flush_interval_s)
             await usage.start()
             stack.push_async_callback(usage.aclose)
-            quotas = Quotas(db, settings)
+            quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
             services = cls(

@@ -55,8 +55,9 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from socle.config import EngineConfig, LlamaCppEngineConfig, Settings
-from socle.errors import StorageError
-from socle.governance.budgets import Budget, BudgetStore, Reservation, Spend
+from socle.errors import BudgetExceededError, RateLimitError, StorageError
+from socle.governance.alerts import Alert, Alerts
+from socle.governance.budgets import Budget, BudgetStatus, BudgetStore, Reservation, Spend
 from socle.governance.identity import Principal
 from socle.governance.ratelimits import (
     Bucket,
@@ -162,8 +163,12 @@ class Quotas:
         *,
         clock: Callable[[], datetime] = utcnow,
         counters: Counters | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self._db = db
+        self._alerts = alerts
+        self._thresholds = sorted(set(settings.alerts.thresholds))
+        self._alerted: set[tuple[str, int, str]] = set()  # (subject, threshold, period) already emitted here
         self._clock = clock
         self.budgets = BudgetStore(
             db,
@@ -242,6 +247,9 @@ class Quotas:
                 return None
             hold = Hold(request_id=request_id, worst=estimate())
             await self._reserve(hold, principal, budgets, buckets)
+        except RateLimitError as exc:  # BudgetExceededError is one too
+            self._alert_refusal(exc, principal)
+            raise
         except StorageError as exc:
             if not self._fail_open:
                 raise
@@ -303,6 +311,8 @@ class Quotas:
     async def _finish_first(self, hold: Hold, actual: Spend | None) -> None:
         try:
             await self._finish_once(hold, actual)
+            if actual is not None and hold.reservation is not None:
+                await self._alert_thresholds(hold.reservation)
         except StorageError as exc:
             log.warning("could not settle request %s (retrying in the background): %s", hold.request_id, exc)
             self._spawn(self._finish_later(hold, actual))
@@ -345,6 +355,58 @@ class Quotas:
             await self.budgets.settle(
                 reservation, actual
             ) if actual is not None else await self.budgets.release(reservation)
+
+    # Alerts ---------------------------------------------------------------------------------------
+    async def _alert_thresholds(self, reservation: Reservation) -> None:
+        """After a settlement: alert once for each configured threshold a budget has now reached."""
+        if self._alerts is None or not self._thresholds:
+            return
+        for budget_id, period_start in reservation.counters:
+            status = await self.budgets.budget_status(budget_id)
+            used = _percent_used(status)
+            period = period_start.date().isoformat()
+            for threshold in self._thresholds:
+                key = (f"budget:{budget_id}", threshold, period)
+                if used < threshold or key in self._alerted:
+                    continue
+                self._alerted.add(key)
+                await self._alerts.emit(
+                    Alert(
+                        kind="budget.threshold",
+                        subject=key[0],
+                        threshold=threshold,
+                        period=period,
+                        message=f"{status.budget.describe()} has reached {threshold}% ({used:.0f}% used).",
+                        data=status.to_dict(),
+                    )
+                )
+
+    def _alert_refusal(self, exc: RateLimitError, principal: Principal) -> None:
+        """A refused request: alert once per kind, team and UTC day (the first refusal's message)."""
+        if self._alerts is None:
+            return
+        kind = "budget.exceeded" if isinstance(exc, BudgetExceededError) else "limit.hit"
+        subject = f"team:{principal.team_id}"
+        period = self._clock().date().isoformat()
+        if (f"{kind}:{subject}", 100, period) in self._alerted:
+            return
+        self._alerted.add((f"{kind}:{subject}", 100, period))
+        alert = Alert(
+            kind=kind,
+            subject=subject,
+            threshold=100,
+            period=period,
+            message=f"Team {principal.team_name}: {exc.message}",
+            data={"team_id": principal.team_id, "team": principal.team_name, "code": exc.code},
+        )
+        self._spawn(self._emit_quietly(alert))
+
+    async def _emit_quietly(self, alert: Alert) -> None:
+        assert self._alerts is not None
+        try:
+            await self._alerts.emit(alert)
+        except StorageError as exc:
+            log.warning("could not record alert %s: %s", alert.kind, exc)
 
     # Configuration ----------------------------------------------------------------------------
     async def _current(self) -> _Config:
@@ -418,3 +480,14 @@ class Quotas:
         if now - self._last_warning >= _LOG_EVERY_S:
             self._last_warning = now
             log.error(message, *args)
+
+
+def _percent_used(status: BudgetStatus) -> float:
+    """The larger of the euro and token shares of the budget's limits that the period has spent."""
+    shares = []
+    budget = status.budget
+    if budget.limit_nano_eur:
+        shares.append(100 * status.spent.nano_eur / budget.limit_nano_eur)
+    if budget.limit_tokens:
+        shares.append(100 * status.spent.tokens / budget.limit_tokens)
+    return max(shares, default=0.0)

@@ -60,6 +60,12 @@ def test_team_budget_set_by_admin_is_enforced(server: RunningServer) -> None:
         assert key_budget.status_code == 201, key_budget.text
 
     with _client(server, server.admin_key) as admin:
+        server.run(server.services.quotas.drain())
+        server.run(server.services.alerts.drain())
+        alerts = admin.get("/admin/alerts").json()["data"]
+        kinds = sorted((a["kind"], a["threshold"]) for a in alerts)
+        assert kinds == [("budget.exceeded", 100), ("budget.threshold", 50)], kinds  # 18 of 25 EUR is 72 %
+        assert all(a["delivered_to"] == ["log"] for a in alerts)
         assert admin.patch(f"/admin/budgets/{budget_id}", json={"limit_eur": "1000"}).status_code == 200
     with _client(server, key["key"]) as team:
         assert team.post("/chat/completions", json=CHAT).status_code == 200
