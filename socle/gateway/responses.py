@@ -7,9 +7,14 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["JSONBytes"]
+__all__ = ["JSONBytes", "listing"]
 
 
 class JSONBytes(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def listing(items: list[Any]) -> JSONBytes:
+    """An OpenAI-style list object."""
+    return JSONBytes({"object": "list", "data": items})

@@ -18,6 +18,7 @@ from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
 from socle.gateway.pipeline import Pipeline
 from socle.governance.alerts import Alerts, build_sinks
+from socle.governance.directory import Directory
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
@@ -43,6 +44,8 @@ class Services:
     bootstrap: BootstrapResult
     alerts: Alerts
     quotas: Quotas
+    directory: Directory
+    """Teams, principals and role bindings, for the admin routes."""
     """Budgets and rate limits: ``quotas.budgets`` and ``quotas.limits`` manage them."""
     _stack: AsyncExitStack
     oidc: OIDCAuthenticator | None = None
@@ -97,6 +100,7 @@ class Services:
                 pipeline=Pipeline(settings, router, metrics, usage, quotas),
                 bootstrap=result,
                 alerts=alerts,
+                directory=Directory(db, incompatible_roles=settings.incompatible_roles),
                 quotas=quotas,
                 _stack=stack.pop_all(),
                 oidc=oidc,

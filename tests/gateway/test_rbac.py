@@ -12,7 +12,6 @@ from fastapi.routing import APIRoute
 from socle.config import load_settings
 from socle.errors import BadRequestError
 from socle.gateway.app import create_app
-from socle.governance.directory import Directory
 from socle.governance.rbac import ACTIONS, ROLES, allowed, check_compatible
 from socle.testing.server import RunningServer, run_server
 from tests.conftest import ADMIN_KEY, fake_engines
@@ -97,7 +96,7 @@ def role_keys(server: RunningServer) -> dict[str, str]:
     async def make() -> dict[str, str]:
         services = server.services
         admin = await services.keys.authenticate(ADMIN_KEY)
-        directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
+        directory = services.directory
         team = await directory.create_team(admin.org_id, "matrix")
         keys = {}
         for role in ROLES:

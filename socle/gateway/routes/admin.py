@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from socle.errors import NotFoundError, PermissionDeniedError
 from socle.gateway.deps import ServicesDep, require
-from socle.gateway.responses import JSONBytes
+from socle.gateway.responses import JSONBytes, listing
 from socle.governance.directory import Directory
 from socle.governance.identity import ApiKeyRecord, Principal
 from socle.governance.rbac import ROLES
@@ -59,7 +59,7 @@ class KeyIn(_Body):
 
 
 async def _directory(services: ServicesDep) -> Directory:
-    return Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
+    return services.directory
 
 
 DirectoryDep = Annotated[Directory, Depends(_directory)]
@@ -91,10 +91,6 @@ def _key(record: ApiKeyRecord, secret: str | None = None) -> dict[str, Any]:
     return data
 
 
-def _listing(items: list[dict[str, Any]]) -> Response:
-    return JSONBytes({"object": "list", "data": items})
-
-
 def _asdict(record: Any, kind: str) -> dict[str, Any]:
     return {"object": kind, **{name: getattr(record, name) for name in record.__slots__}}
 
@@ -102,7 +98,7 @@ def _asdict(record: Any, kind: str) -> dict[str, Any]:
 # Teams --------------------------------------------------------------------------------------------------
 @router.get("/teams", summary="List teams")
 async def list_teams(caller: Admin, directory: DirectoryDep) -> Response:
-    return _listing([_asdict(t, "team") for t in await directory.list_teams(caller.org_id)])
+    return listing([_asdict(t, "team") for t in await directory.list_teams(caller.org_id)])
 
 
 @router.post("/teams", status_code=201, summary="Create a team")
@@ -122,7 +118,7 @@ async def delete_team(team: str, caller: Admin, directory: DirectoryDep) -> Resp
 async def list_principals(
     caller: Admin, directory: DirectoryDep, kind: Literal["user", "service"] | None = None
 ) -> Response:
-    return _listing([_asdict(p, "principal") for p in await directory.list_principals(caller.org_id, kind)])
+    return listing([_asdict(p, "principal") for p in await directory.list_principals(caller.org_id, kind)])
 
 
 @router.post("/principals", status_code=201, summary="Create a user or a service account")
@@ -143,14 +139,14 @@ async def list_roles(caller: TeamManager) -> Response:
     roles = [
         {"name": r.name, "description": r.description, "actions": sorted(r.actions)} for r in ROLES.values()
     ]
-    return _listing(roles)
+    return listing(roles)
 
 
 @router.get("/teams/{team}/members", summary="List a team's role bindings")
 async def list_members(team: str, caller: TeamManager, directory: DirectoryDep) -> Response:
     record = await directory.get_team(caller.org_id, team)
     _scoped(caller, record.id)
-    return _listing([_asdict(b, "binding") for b in await directory.bindings(team_id=record.id)])
+    return listing([_asdict(b, "binding") for b in await directory.bindings(team_id=record.id)])
 
 
 @router.post("/teams/{team}/members", status_code=201, summary="Bind a principal to a role in a team")
@@ -186,7 +182,7 @@ async def list_keys(
         team_id = team_id or caller.team_id
         _scoped(caller, team_id)
     records = await services.keys.list_keys(team_id=team_id)
-    return _listing([_key(r) for r in records])
+    return listing([_key(r) for r in records])
 
 
 @router.post("/keys", status_code=201, summary="Create an API key (the secret is shown once)")
@@ -228,4 +224,4 @@ async def list_alerts(
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    return _listing(await services.alerts.list(kind=kind, limit=limit))
+    return listing(await services.alerts.list(kind=kind, limit=limit))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response, StreamingResponse
 
 from socle.gateway.deps import Authenticated, NewCall, ServicesDep, require
-from socle.gateway.responses import JSONBytes
+from socle.gateway.responses import JSONBytes, listing
 from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = ["router"]
@@ -50,7 +50,7 @@ async def list_models(services: ServicesDep, principal: Authenticated) -> Respon
                 ],
             }
         )
-    return JSONBytes({"object": "list", "data": data})
+    return listing(data)
 
 
 @router.post(

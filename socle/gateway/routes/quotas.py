@@ -10,7 +10,7 @@ other replicas.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,9 +18,8 @@ from starlette.responses import Response
 
 from socle.errors import NotFoundError, PermissionDeniedError
 from socle.gateway.deps import ServicesDep, require
-from socle.gateway.responses import JSONBytes
+from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.services import Services
-from socle.governance.directory import Directory
 from socle.governance.identity import Principal
 
 __all__ = ["router"]
@@ -69,8 +68,7 @@ async def _target(services: Services, caller: Principal, scope: str, target: str
             )
         if scope == "model":
             return services.router.resolve(target or "").name
-        directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
-        return (await directory.get_team(caller.org_id, target or caller.team_id)).id
+        return (await services.directory.get_team(caller.org_id, target or caller.team_id)).id
     if not target:
         raise NotFoundError(f"A {scope} budget needs a target id.", code="target_required")
     if not admin:
@@ -85,12 +83,7 @@ async def _target(services: Services, caller: Principal, scope: str, target: str
 async def _teams_of(services: Services, scope: str, target: str) -> set[str]:
     if scope == "key":
         return {k.team_id for k in await services.keys.list_keys() if k.id == target}
-    directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
-    return {b.team_id for b in await directory.bindings(principal_id=target)}
-
-
-def _listing(items: list[dict[str, Any]]) -> Response:
-    return JSONBytes({"object": "list", "data": items})
+    return {b.team_id for b in await services.directory.bindings(principal_id=target)}
 
 
 @router.get("/budgets", summary="Budgets with their current period's spend")
@@ -103,8 +96,7 @@ async def list_budgets(
     store = services.quotas.budgets
     scope_id = None
     if team is not None:
-        directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
-        scope, scope_id = "team", (await directory.get_team(caller.org_id, team)).id
+        scope, scope_id = "team", (await services.directory.get_team(caller.org_id, team)).id
     budgets = await store.list_budgets(scope=scope, scope_id=scope_id)
     if "admin" not in caller.roles:  # a team admin sees their team's budget and its users' and keys'
         budgets = [
@@ -116,7 +108,7 @@ async def list_budgets(
                 and caller.team_id in await _teams_of(services, b.scope, b.scope_id)
             )
         ]
-    return _listing([(await store.budget_status(b.id)).to_dict() for b in budgets])
+    return listing([(await store.budget_status(b.id)).to_dict() for b in budgets])
 
 
 @router.post("/budgets", status_code=201, summary="Create a budget")
@@ -160,7 +152,7 @@ async def list_limits(caller: Manager, services: ServicesDep) -> Response:
         limits = [
             x for x in limits if (x.scope, x.scope_id) == ("team", caller.team_id) or x.scope_id in own_keys
         ]
-    return _listing([x.to_dict() for x in limits])
+    return listing([x.to_dict() for x in limits])
 
 
 @router.post("/limits", status_code=201, summary="Create a rate limit")

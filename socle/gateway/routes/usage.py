@@ -17,7 +17,6 @@ from starlette.responses import Response
 from socle.errors import BadRequestError
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes
-from socle.governance.directory import Directory
 from socle.governance.identity import Principal
 from socle.governance.rbac import allowed
 from socle.observability.reports import GROUPS, UsageFilter, UsageLine, usage_report
@@ -47,8 +46,7 @@ async def usage(
         )
     team_id = None
     if team is not None:
-        directory = Directory(services.db, incompatible_roles=services.settings.incompatible_roles)
-        team_id = (await directory.get_team(caller.org_id, team)).id
+        team_id = (await services.directory.get_team(caller.org_id, team)).id
     where = _scope(caller, UsageFilter(since=since, until=until, team_id=team_id, model=model))
     lines = await usage_report(services.db, where, groups)  # type: ignore[arg-type]
     if format == "csv":
