@@ -75,6 +75,7 @@ from socle.governance._jwt import (
     looks_like_jwt,
 )
 from socle.governance.identity import Principal
+from socle.governance.rbac import conflicting_roles
 from socle.storage.db import Database
 from socle.storage.models import Base, OrganisationRow, PrincipalRow, TeamMemberRow, TeamRow
 from socle.storage.types import new_id, utcnow
@@ -436,14 +437,13 @@ class _Directory:
                 "Ask an administrator to create them.",
                 code="team_not_found",
             )
-        held = {role for m in memberships for role in m.roles}
-        for pair in self._incompatible:
-            if set(pair) <= held:
-                raise PermissionDeniedError(
-                    f"Your identity provider account gives the roles {' and '.join(pair)}, which separation "
-                    "of duties forbids one person to hold together. Ask an administrator to fix your groups.",
-                    code="incompatible_roles",
-                )
+        pair = conflicting_roles((role for m in memberships for role in m.roles), self._incompatible)
+        if pair is not None:
+            raise PermissionDeniedError(
+                f"Your identity provider account gives the roles {' and '.join(pair)}, which separation "
+                "of duties forbids one person to hold together. Ask an administrator to fix your groups.",
+                code="incompatible_roles",
+            )
         return memberships
 
     async def _write(

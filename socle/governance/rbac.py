@@ -38,6 +38,7 @@ __all__ = [
     "Role",
     "allowed",
     "check_compatible",
+    "conflicting_roles",
     "ensure_allowed",
     "role_names",
 ]
@@ -132,10 +133,19 @@ def check_compatible(roles: Iterable[str], incompatible: Sequence[Sequence[str]]
         raise BadRequestError(
             f"Unknown role(s): {', '.join(unknown)}. Roles: {', '.join(ROLES)}.", param="role"
         )
+    pair = conflicting_roles(held, incompatible)
+    if pair is not None:
+        raise BadRequestError(
+            f"Separation of duties: one principal may not hold the roles {' and '.join(pair)} together.",
+            code="incompatible_roles",
+            param="role",
+        )
+
+
+def conflicting_roles(roles: Iterable[str], incompatible: Sequence[Sequence[str]]) -> tuple[str, ...] | None:
+    """The first pair of ``incompatible`` roles that ``roles`` holds together, if any."""
+    held = set(roles)
     for pair in incompatible:
         if set(pair) <= held:
-            raise BadRequestError(
-                f"Separation of duties: one principal may not hold the roles {' and '.join(pair)} together.",
-                code="incompatible_roles",
-                param="role",
-            )
+            return tuple(pair)
+    return None
