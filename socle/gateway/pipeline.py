@@ -18,6 +18,7 @@ import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -140,15 +141,12 @@ class Pipeline:
             tokens_out=call.usage.completion_tokens,
             error_code=error.code if error is not None else None,
         )
-        cost = 0.0
+        cost = Decimal(0)
         zone = ""
-        if call.engine is not None:
-            cfg = call.engine.config
-            zone = cfg.zone
-            cost = (
-                call.usage.prompt_tokens * cfg.price_input_per_mtok
-                + call.usage.completion_tokens * cfg.price_output_per_mtok
-            ) / 1e6
+        if call.engine is not None:  # priced as budgets price it, exactly
+            zone = call.engine.config.zone
+            nano = cost_nano_eur(call.engine.config, call.usage.prompt_tokens, call.usage.completion_tokens)
+            cost = Decimal(nano).scaleb(-9)
         self.usage.record(
             UsageRecord(
                 request_id=call.request_id,

@@ -53,6 +53,8 @@ def test_team_budget_set_by_admin_is_enforced(server: RunningServer) -> None:
         assert raise_own.status_code == 403 and raise_own.json()["error"]["code"] == "admin_only"
         listed = team.get("/admin/budgets").json()["data"]
         assert len(listed) == 1 and listed[0]["spent_eur"] == "18" and listed[0]["reserved_eur"] == "0"
+        server.run(server.services.usage.flush())
+        assert server.run(server.services.usage.totals()).cost_eur == 18  # usage records price as budgets do
         key_budget = team.post(
             "/admin/budgets",
             json={"scope": "key", "target": key["id"], "period": "daily", "limit_tokens": 1000},
