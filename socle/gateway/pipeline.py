@@ -28,9 +28,9 @@ from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
 from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
-from socle.governance.budgets import Spend
 from socle.governance.identity import Principal
-from socle.governance.quotas import Hold, Quotas, cost_nano_eur, prompt_bound
+from socle.governance.money import Spend, cost_nano_eur
+from socle.governance.quotas import Hold, Quotas, prompt_bound
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecord, UsageRecorder
 from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest

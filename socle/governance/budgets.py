@@ -66,7 +66,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal, cast
 
@@ -90,6 +90,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socle.errors import BadRequestError, BudgetExceededError, NotFoundError
 from socle.governance.identity import Principal
+from socle.governance.money import (
+    EurAmount,
+    Spend,
+    decimal_text,
+    eur_to_nano,
+    format_eur,
+    nano_to_eur,
+)
 from socle.storage.db import Database
 from socle.storage.models import (
     ApiKeyRow,
@@ -107,23 +115,17 @@ from socle.storage.types import UTCDateTime, new_id, utcnow
 __all__ = [
     "BUDGET_PERIODS",
     "BUDGET_SCOPES",
-    "NANO_PER_EUR",
     "Budget",
     "BudgetPeriod",
     "BudgetScope",
     "BudgetStatus",
     "BudgetStore",
     "Reservation",
-    "Spend",
-    "eur_to_nano",
-    "format_eur",
-    "nano_to_eur",
     "period_bounds",
 ]
 
 log = logging.getLogger(__name__)
 
-NANO_PER_EUR = 10**9
 BudgetScope = Literal["organisation", "team", "user", "key"]
 BudgetPeriod = Literal["daily", "monthly", "total"]
 BUDGET_SCOPES: tuple[BudgetScope, ...] = ("organisation", "team", "user", "key")
@@ -144,43 +146,9 @@ class _Unset(Enum):
 
 
 _UNSET = _Unset.UNSET
-EurAmount = Decimal | int | str | float
 
 
-# Amounts and periods ---------------------------------------------------------------------------
-def eur_to_nano(amount: EurAmount) -> int:
-    """Euros as integer nano-euros, rounded up. A float is read as written (0.1 is 0.1, not 0.1000...01)."""
-    try:
-        value = (
-            amount
-            if isinstance(amount, Decimal)
-            else Decimal(repr(amount) if isinstance(amount, float) else str(amount))
-        )
-    except InvalidOperation as exc:
-        raise BadRequestError(f"Invalid amount of euros: {amount!r}.") from exc
-    if not value.is_finite():
-        raise BadRequestError(f"Invalid amount of euros: {amount!r}.")
-    return int((value * NANO_PER_EUR).to_integral_value(rounding=ROUND_CEILING))
-
-
-def nano_to_eur(nano: int) -> Decimal:
-    """Nano-euros as euros, exactly."""
-    return Decimal(nano).scaleb(-9)
-
-
-def _decimal_text(nano: int) -> str:
-    """Nano-euros as an exact plain decimal string of euros: ``12.5``, ``0.0000001``."""
-    return format(nano_to_eur(nano).normalize(), "f")
-
-
-def format_eur(nano: int) -> str:
-    """An amount for people: ``12.50 EUR``, or up to six decimals for tiny amounts (``0.000135 EUR``)."""
-    value = nano_to_eur(nano)
-    if value == 0 or abs(value) >= Decimal("0.01"):
-        return f"{value.quantize(Decimal('0.01'), rounding=ROUND_CEILING)} EUR"
-    return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_CEILING)} EUR"
-
-
+# Periods ---------------------------------------------------------------------------------------
 def period_bounds(period: str, when: datetime) -> tuple[datetime, datetime | None]:
     """The UTC period containing ``when``: its start and its end (``None`` for ``total``)."""
     when = when.astimezone(UTC)
@@ -198,18 +166,6 @@ def period_bounds(period: str, when: datetime) -> tuple[datetime, datetime | Non
     if period == "total":
         return _EPOCH, None
     raise BadRequestError(f"Unknown budget period {period!r}; use one of {', '.join(BUDGET_PERIODS)}.")
-
-
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """An amount of use: tokens and nano-euros."""
-
-    tokens: int
-    nano_eur: int
-
-    @property
-    def eur(self) -> Decimal:
-        return nano_to_eur(self.nano_eur)
 
 
 # What the rest of Socle sees --------------------------------------------------------------------
@@ -263,7 +219,7 @@ class Budget:
             "scope": self.scope,
             "scope_id": self.scope_id,
             "period": self.period,
-            "limit_eur": None if self.limit_nano_eur is None else _decimal_text(self.limit_nano_eur),
+            "limit_eur": None if self.limit_nano_eur is None else decimal_text(self.limit_nano_eur),
             "limit_tokens": self.limit_tokens,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
@@ -297,9 +253,9 @@ class BudgetStatus:
             "budget": self.budget.to_dict(),
             "period_start": self.period_start.isoformat(),
             "period_end": None if self.period_end is None else self.period_end.isoformat(),
-            "spent_eur": _decimal_text(self.spent.nano_eur),
-            "reserved_eur": _decimal_text(self.reserved.nano_eur),
-            "remaining_eur": None if remaining is None else _decimal_text(remaining),
+            "spent_eur": decimal_text(self.spent.nano_eur),
+            "reserved_eur": decimal_text(self.reserved.nano_eur),
+            "remaining_eur": None if remaining is None else decimal_text(remaining),
             "spent_tokens": self.spent.tokens,
             "reserved_tokens": self.reserved.tokens,
             "remaining_tokens": self.remaining_tokens,

@@ -51,14 +51,14 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from socle.config import EngineConfig, LlamaCppEngineConfig, Settings
 from socle.errors import BudgetExceededError, RateLimitError, StorageError
 from socle.governance.alerts import Alert, Alerts
-from socle.governance.budgets import Budget, BudgetStatus, BudgetStore, Reservation, Spend
+from socle.governance.budgets import Budget, BudgetStatus, BudgetStore, Reservation
 from socle.governance.identity import Principal
+from socle.governance.money import Spend, cost_nano_eur
 from socle.governance.ratelimits import (
     Bucket,
     Counters,
@@ -71,7 +71,7 @@ from socle.governance.ratelimits import (
 from socle.storage.db import Database
 from socle.storage.types import utcnow
 
-__all__ = ["Hold", "Quotas", "Worst", "cost_nano_eur", "prompt_bound", "worst_case"]
+__all__ = ["Hold", "Quotas", "Worst", "prompt_bound", "worst_case"]
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +87,6 @@ _CLOSE_TIMEOUT_S = 10.0
 def prompt_bound(texts: Sequence[str], *, messages: int = 0) -> int:
     """An upper bound of the tokens of a prompt made of ``texts`` (see the module docs)."""
     return sum(len(t.encode("utf-8")) for t in texts) + TOKENS_PER_MESSAGE * messages + PROMPT_OVERHEAD_TOKENS
-
-
-def cost_nano_eur(config: EngineConfig, prompt_tokens: int, completion_tokens: int) -> int:
-    """What an engine charges for some tokens, in nano-euros, exactly (rounded up)."""
-    cost = prompt_tokens * _nano_per_token(config.price_input_per_mtok) + completion_tokens * _nano_per_token(
-        config.price_output_per_mtok
-    )
-    return int(cost.to_integral_value(rounding=ROUND_CEILING))
-
-
-def _nano_per_token(eur_per_mtok: float) -> Decimal:
-    return Decimal(repr(eur_per_mtok)) * 1000  # 1 EUR per million tokens = 1000 nano-euros per token
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from socle.config import FakeEngineConfig, ModelRoute, Settings
-from socle.governance.budgets import BudgetStore, Spend
+from socle.governance.budgets import BudgetStore
 from socle.governance.identity import bootstrap
+from socle.governance.money import Spend
 from socle.governance.ratelimits import RateLimitStore
 from socle.storage.db import Database
 from socle.storage.models import BudgetReservationRow

@@ -11,15 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from socle.errors import BadRequestError, BudgetExceededError, NotFoundError
-from socle.governance.budgets import (
-    BudgetStore,
-    Spend,
-    eur_to_nano,
-    format_eur,
-    nano_to_eur,
-    period_bounds,
-)
+from socle.governance.budgets import BudgetStore, period_bounds
 from socle.governance.identity import Principal
+from socle.governance.money import Spend, eur_to_nano, format_eur, nano_to_eur
 from socle.storage.db import Database
 from socle.storage.models import BudgetReservationItemRow, BudgetReservationRow
 from tests.governance.tenancy import Clock, make_tenant

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from socle.config import FakeEngineConfig, LlamaCppEngineConfig, OpenAICompatEngineConfig, Settings
 from socle.errors import StorageError
-from socle.governance.budgets import Spend
-from socle.governance.quotas import Quotas, Worst, cost_nano_eur, prompt_bound, worst_case
+from socle.governance.money import Spend, cost_nano_eur
+from socle.governance.quotas import Quotas, Worst, prompt_bound, worst_case
 from socle.storage.db import Database
 from socle.storage.models import BudgetReservationRow, RateLimitCounterRow
 from tests.governance.tenancy import Clock, make_tenant

@@ -15,8 +15,8 @@ import pytest
 
 from socle.config import Settings
 from socle.errors import BadRequestError, BudgetExceededError, NotFoundError, RateLimitError, StorageError
-from socle.governance.budgets import Spend
 from socle.governance.identity import Principal
+from socle.governance.money import Spend
 from socle.governance.quotas import Quotas, Worst
 from socle.governance.ratelimits import WINDOW_MS, RateLimitStore, RedisCounters, retry_after_ms
 from socle.storage.db import Database
