@@ -18,10 +18,25 @@ keep-alive HTTP/1.1 client on uvloop, much cheaper per request than any of the t
 * the highest sustained request rate, closed loop at high concurrency with the mock at 0 latency, counted
   only when no request failed.
 
+Governance (``--governance``, or name the targets): the same measurements with governance fully on,
+against the same mock, in the same run (see ``bench/_governance.py`` for the exact set-up):
+
+* **socle-gov** -- a member's team key (not the admin key), so RBAC resolves a member's bindings;
+  budgets on the organisation, the team, the user and the key, each reserved and settled on every
+  request; rate limits (requests and tokens per minute) on the key and on the team, too high to
+  refuse; usage records on. Compared with **socle** (the admin key, no budget, no limit);
+* **socle-pg** and **socle-gov-pg** -- the same two on PostgreSQL (a ``pgserver`` started by the
+  script), which multi-replica deployments use;
+* **litellm-keys** -- LiteLLM with a virtual key carrying a ``max_budget``, in a team with a
+  ``max_budget``, its database on the same PostgreSQL. LiteLLM reaches its database through Prisma,
+  whose engines must be downloadable (or present); when LiteLLM cannot start that way the run goes on
+  and the report says why.
+
 Every process (load generator, gateway, mock) shares the machine's cores, the same way for every target,
 so absolute figures are pessimistic but the ratios are fair. Usage::
 
     python bench/gateway_overhead.py [--latency-ms 20] [--quick] [--targets direct,socle,litellm]
+    python bench/gateway_overhead.py --governance [--quick]
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -43,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import free_port, machine_line, wait_http
+from _governance import check_socle, prisma_url, provision_litellm, provision_socle
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
@@ -52,6 +69,8 @@ UPSTREAM_MODEL = "mock-model"
 PROMPT = [{"role": "user", "content": "Hello! In one sentence, what is a gateway?"}]
 LITELLM_GOAL_P50_FRACTION = 1 / 5
 LITELLM_GOAL_RATE_FACTOR = 3.0
+PRICE_INPUT_PER_MTOK = 0.5  # euros per million tokens: budgets in euros need a price
+PRICE_OUTPUT_PER_MTOK = 1.5
 
 
 # Load generator (runs in its own process: ``--loadgen SPEC``) --------------------------------------------
@@ -180,6 +199,37 @@ def _loadgen_main(spec_json: str) -> None:
 
 
 # Targets ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Gateway:
+    """A gateway target: which server, governed or not, on which database."""
+
+    label: str
+    server: str  # "socle" or "litellm"
+    governed: bool = False
+    postgres: bool = False
+    optional: bool = False  # if it cannot start, the run goes on and the report says why
+
+
+GATEWAYS = {
+    "socle": Gateway("Socle", "socle"),
+    "socle-gov": Gateway("Socle gov", "socle", governed=True),
+    "socle-pg": Gateway("Socle PG", "socle", postgres=True),
+    "socle-gov-pg": Gateway("Socle gov PG", "socle", governed=True, postgres=True),
+    "litellm": Gateway("LiteLLM", "litellm"),
+    "litellm-keys": Gateway("LiteLLM keys", "litellm", governed=True, postgres=True, optional=True),
+}
+GOVERNANCE_TARGETS = "direct,socle,socle-gov,socle-pg,socle-gov-pg,litellm,litellm-keys"
+# (title, numerator, denominator) of the ratio columns, shown when both targets ran.
+RATIOS = (
+    ("Socle/LiteLLM", "socle", "litellm"),
+    ("gov/off", "socle-gov", "socle"),
+    ("gov/off PG", "socle-gov-pg", "socle-pg"),
+    ("Socle gov PG/LiteLLM keys", "socle-gov-pg", "litellm-keys"),
+)
+# Governance on versus off, in the report's governance section.
+GOVERNANCE_PAIRS = (("SQLite", "socle-gov", "socle"), ("PostgreSQL", "socle-gov-pg", "socle-pg"))
+
+
 @dataclass
 class Target:
     name: str
@@ -188,6 +238,8 @@ class Target:
     key: str
     path: str = "/v1/chat/completions"
     results: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # what the governance check found after the run
+    unavailable: str = ""  # why an optional target could not be measured
 
 
 @contextlib.contextmanager
@@ -209,16 +261,21 @@ def started(command: list[str], env: dict[str, str], ready_url: str, log: Path) 
                 proc.wait()
 
 
-def socle_command(tmp: Path, upstream_url: str, port: int, key: str) -> tuple[list[str], dict[str, str]]:
+def socle_command(
+    tmp: Path, upstream_url: str, port: int, key: str, database_url: str | None = None
+) -> tuple[list[str], dict[str, str]]:
     config = tmp / "socle.toml"
+    database = f'database_url = "{database_url}"\n\n' if database_url else ""
     config.write_text(
         f"""# One upstream engine and one model route, as an operator would configure it.
-[[engines]]
+{database}[[engines]]
 kind = "openai_compat"
 name = "mock"
 zone = "on-prem"
 base_url = "{upstream_url}"
 upstream_model = "{UPSTREAM_MODEL}"
+price_input_per_mtok = {PRICE_INPUT_PER_MTOK}
+price_output_per_mtok = {PRICE_OUTPUT_PER_MTOK}
 # No cap below the load generator's concurrency: LiteLLM has none either.
 concurrency = 1024
 
@@ -245,21 +302,28 @@ engines = ["mock"]
 
 
 def ensure_litellm(python: str) -> Path:
-    """Install the LiteLLM proxy into its own virtualenv once; later runs reuse it."""
+    """Install the LiteLLM proxy into its own virtualenv once; later runs reuse it.
+
+    ``prisma`` (Prisma Client Python) is what LiteLLM's database -- virtual keys, budgets -- runs on;
+    LiteLLM's own images ship it, its ``proxy`` extra does not.
+    """
     marker = LITELLM_VENV / ".installed"
     binary = LITELLM_VENV / "bin" / "litellm"
-    if marker.exists() and binary.exists():
+    if marker.exists() and binary.exists() and (LITELLM_VENV / "bin" / "prisma").exists():
         return binary
-    print(f"Installing litellm[proxy] into {LITELLM_VENV} (once; a few minutes) ...", flush=True)
+    print(f"Installing litellm[proxy] and prisma into {LITELLM_VENV} (once; a few minutes) ...", flush=True)
     subprocess.run([python, "-m", "venv", str(LITELLM_VENV)], check=True)
     pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "litellm[proxy]"], check=True)
+    subprocess.run([*pip, "litellm[proxy]", "prisma"], check=True)
     marker.touch()
     return binary
 
 
-def litellm_command(tmp: Path, upstream_url: str, port: int, key: str) -> tuple[list[str], dict[str, str]]:
+def litellm_command(
+    tmp: Path, upstream_url: str, port: int, key: str, database_url: str | None = None
+) -> tuple[list[str], dict[str, str]]:
     config = tmp / "litellm.yaml"
+    per_token = PRICE_INPUT_PER_MTOK / 1e6, PRICE_OUTPUT_PER_MTOK / 1e6
     config.write_text(
         f"""model_list:
   - model_name: {MODEL}
@@ -267,6 +331,8 @@ def litellm_command(tmp: Path, upstream_url: str, port: int, key: str) -> tuple[
       model: openai/{UPSTREAM_MODEL}
       api_base: {upstream_url}
       api_key: sk-mock-upstream
+      input_cost_per_token: {per_token[0]!r}
+      output_cost_per_token: {per_token[1]!r}
 general_settings:
   master_key: {key}
 """,
@@ -284,8 +350,11 @@ general_settings:
         "--num_workers",
         "1",
     ]
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"})
+    if database_url:  # virtual keys and budgets live there
+        env["DATABASE_URL"] = prisma_url(database_url)
+        env["PRISMA_HOME_DIR"] = str(LITELLM_VENV / "prisma-home")  # Prisma's caches, not in ~
     return command, env
 
 
@@ -400,7 +469,7 @@ def _added(target: Target, direct: Target, key: str, metric: str, stat: str) -> 
 
 
 def report(targets: dict[str, Target], plan: Plan, latency_ms: float, load_before: float) -> list[str]:
-    direct, socle, litellm = targets.get("direct"), targets.get("socle"), targets.get("litellm")
+    direct = targets.get("direct")
     lines = [f"Machine: {machine_line()}", load_line(load_before)]
     lines.append(
         "Load generator, gateway and mock upstream share these cores, the same way for every target: "
@@ -411,35 +480,87 @@ def report(targets: dict[str, Target], plan: Plan, latency_ms: float, load_befor
         f"Mock upstream latency: {latency_ms:g} ms; {plan.duration_s:g} s per measurement, closed loop; "
         "added Pxx = target's Pxx - direct Pxx."
     )
-    header = f"{'measurement':40} {'direct':>9} {'Socle':>9} {'LiteLLM':>9} {'Socle/LiteLLM':>14}"
-    lines += ["", header, "-" * len(header)]
-
-    def row(label: str, values: list[float | None], ratio: float | None) -> None:
-        cells = [f"{v:9.2f}" if v is not None else f"{'-':>9}" for v in values]
-        last = f"{ratio:14.3f}" if ratio is not None else f"{'-':>14}"
-        lines.append(f"{label:40} {' '.join(cells)} {last}")
-
     if direct is None:
         return lines
-    scenarios = [(k, "latency", "added latency") for k in direct.results if k.startswith("chat")]
-    scenarios += [(k, "first", "added first event") for k in direct.results if k.startswith("stream")]
-    for key, metric, label in scenarios:
-        for stat in ("p50", "p95", "p99"):
-            values: list[float | None] = [direct.results[key][metric][stat]]
-            for t in (socle, litellm):
-                values.append(_added(t, direct, key, metric, stat) if t and key in t.results else None)
-            ratio = values[1] / values[2] if values[1] is not None and values[2] else None
-            row(f"{label} {key} {stat} (ms)", values, ratio)
-    rates: list[float | None] = [best_rate(t) if t else None for t in (direct, socle, litellm)]
-    ratio = rates[1] / rates[2] if rates[1] is not None and rates[2] else None
-    row("sustained rate, 0 errors (req/s)", rates, ratio)
-    lines.append(
-        "(direct column: absolute values; Socle and LiteLLM columns: added to direct, except the rate)"
+    # The classic three columns stay whatever was run; the others appear when they ran.
+    names = ["socle", "litellm"] + [n for n in GATEWAYS if n in targets and n not in ("socle", "litellm")]
+    shown = [targets.get(n) for n in names]
+    ratios = [(title, a, b) for title, a, b in RATIOS if a in targets and b in targets]
+    widths = [max(9, len(GATEWAYS[n].label)) for n in names]
+    ratio_widths = [max(9, len(title) + 1) for title, _, _ in ratios]
+    header = f"{'measurement':40} {'direct':>9} " + " ".join(
+        f"{GATEWAYS[n].label:>{w}}" for n, w in zip(names, widths, strict=True)
     )
+    header += "".join(f" {title:>{w}}" for (title, _, _), w in zip(ratios, ratio_widths, strict=True))
+    lines += ["", header, "-" * len(header)]
+
+    def row(label: str, values: dict[str, float | None]) -> None:
+        cells = [_cell(values.get("direct"), 9)]
+        cells += [_cell(values.get(n), w) for n, w in zip(names, widths, strict=True)]
+        for (_, a, b), w in zip(ratios, ratio_widths, strict=True):
+            num, den = values.get(a), values.get(b)
+            # A ratio of an added latency at or below zero (within noise of direct) means nothing.
+            cells.append(
+                _cell(num / den if num is not None and den is not None and den > 0 else None, w, ".3f")
+            )
+        lines.append(f"{label:40} {' '.join(cells)}")
+
+    for key, metric, label in _scenarios(direct):
+        for stat in ("p50", "p95", "p99"):
+            values: dict[str, float | None] = {"direct": direct.results[key][metric][stat]}
+            for name, target in zip(names, shown, strict=True):
+                if target is not None and key in target.results:
+                    values[name] = _added(target, direct, key, metric, stat)
+            row(f"{label} {key} {stat} (ms)", values)
+    rates: dict[str, float | None] = {"direct": best_rate(direct)}
+    rates.update({n: best_rate(t) if t and t.results else None for n, t in zip(names, shown, strict=True)})
+    row("sustained rate, 0 errors (req/s)", rates)
+    lines.append("(direct column: absolute values; gateway columns: added to direct, except the rate)")
+    lines += governance_lines(targets, direct)
+    socle, litellm = targets.get("socle"), targets.get("litellm")
     if socle and litellm:
         lines.append("")
         lines += goals(direct, socle, litellm)
     return lines
+
+
+def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
+    return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+
+def _scenarios(direct: Target) -> list[tuple[str, str, str]]:
+    scenarios = [(k, "latency", "added latency") for k in direct.results if k.startswith("chat")]
+    return scenarios + [(k, "first", "added first event") for k in direct.results if k.startswith("stream")]
+
+
+def governance_lines(targets: dict[str, Target], direct: Target) -> list[str]:
+    """Governance on versus off: added P50/P95, sustained rate and their ratios; why a target is missing."""
+    out: list[str] = []
+    for title, on_name, off_name in GOVERNANCE_PAIRS:
+        on, off = targets.get(on_name), targets.get(off_name)
+        if on is None or off is None or not on.results or not off.results:
+            continue
+        out += [
+            "",
+            f"Governance on ({on_name}) vs off ({off_name}), {title}: added ms off -> on (difference, ratio)",
+        ]
+        for key in (k for k in direct.results if k.startswith("chat")):
+            cells = []
+            for stat in ("p50", "p95"):
+                a, b = _added(off, direct, key, "latency", stat), _added(on, direct, key, "latency", stat)
+                ratio = f"x{b / a:.2f}" if a > 0 else "x -"
+                cells.append(f"{stat.upper()} {a:6.2f} -> {b:6.2f} ({b - a:+6.2f}, {ratio})")
+            out.append(f"  {key:10} " + "   ".join(cells))
+        rate_off, rate_on = best_rate(off), best_rate(on)
+        ratio = f"x{rate_on / rate_off:.2f}" if rate_off else "x -"
+        out.append(f"  sustained rate, 0 errors: {rate_off:.0f} -> {rate_on:.0f} req/s ({ratio})")
+        if on.note:
+            out.append(f"  check after the run: {on.note}")
+    for name, target in targets.items():
+        if target.unavailable:
+            reason = _last_lines(target.unavailable.split("\n(log:")[0], 8)
+            out += ["", f"{GATEWAYS[name].label} ({name}) NOT MEASURED: {reason}"]
+    return out
 
 
 def goals(direct: Target, socle: Target, litellm: Target) -> list[str]:
@@ -464,14 +585,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-ms", type=float, default=20.0, help="mock upstream latency (default 20)")
     parser.add_argument("--quick", action="store_true", help="short measurements (about a minute per target)")
-    parser.add_argument("--targets", default="direct,socle,litellm", help="comma-separated subset")
+    parser.add_argument(
+        "--targets",
+        default="direct,socle,litellm",
+        help=f"comma-separated, among direct,{','.join(GATEWAYS)}",
+    )
+    parser.add_argument(
+        "--governance", action="store_true", help=f"governance on versus off: --targets {GOVERNANCE_TARGETS}"
+    )
     parser.add_argument("--duration", type=float, default=None, help="seconds per measurement")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
         _loadgen_main(args.loadgen)
         return
-    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    names = [
+        n.strip() for n in (GOVERNANCE_TARGETS if args.governance else args.targets).split(",") if n.strip()
+    ]
+    unknown = [n for n in names if n != "direct" and n not in GATEWAYS]
+    if unknown:
+        parser.error(f"unknown targets {unknown}; use direct, {', '.join(GATEWAYS)}")
     if "direct" not in names:
         names.insert(0, "direct")
     if args.quick:
@@ -489,15 +622,23 @@ def run(names: list[str], plan: Plan, latency_ms: float) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="socle-bench-") as tmp_dir,
         mock_upstream_process(latency_ms=latency_ms) as mock,
+        contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_dir)
         print(f"Mock upstream on {mock.base_url} (pid {mock.pid}), latency {latency_ms:g} ms", flush=True)
+        postgres = None
+        if any(GATEWAYS[n].postgres for n in names if n in GATEWAYS):
+            from socle.testing.postgres import start_postgres
+
+            postgres = stack.enter_context(start_postgres())
+            print(f"PostgreSQL (pgserver) in {postgres.base_dir}", flush=True)
         for name in names:
             if name == "direct":
                 target = Target("direct", "127.0.0.1", mock.port, "sk-mock-upstream")
                 measure(target, plan, mock.base_url, latency_ms)
             else:
-                target = run_gateway(name, tmp, mock.base_url, plan, latency_ms)
+                database_url = postgres.create_database() if postgres and GATEWAYS[name].postgres else None
+                target = run_gateway(name, tmp, mock.base_url, plan, latency_ms, database_url)
             targets[name] = target
     lines = report(targets, plan, latency_ms, load_before)
     print()
@@ -506,31 +647,57 @@ def run(names: list[str], plan: Plan, latency_ms: float) -> None:
     out = RESULTS / "gateway_overhead.json"
     data = {"machine": machine_line(), "latency_ms": latency_ms, "plan": plan.__dict__}
     data["targets"] = {n: t.results for n, t in targets.items()}
+    data["notes"] = {n: t.note for n, t in targets.items() if t.note}
+    data["unavailable"] = {n: t.unavailable for n, t in targets.items() if t.unavailable}
     out.write_text(json.dumps(data, indent=2), encoding="utf-8")
     print(f"\nRaw results: {out.relative_to(ROOT)}")
 
 
-def run_gateway(name: str, tmp: Path, mock_url: str, plan: Plan, latency_ms: float) -> Target:
+def run_gateway(
+    name: str, tmp: Path, mock_url: str, plan: Plan, latency_ms: float, database_url: str | None = None
+) -> Target:
+    gateway = GATEWAYS[name]
     port = free_port()
     work = tmp / name
     work.mkdir()
-    if name == "socle":
+    base_url = f"http://127.0.0.1:{port}"
+    if gateway.server == "socle":
         key = "sk-socle-" + secrets.token_urlsafe(32)
-        command, env = socle_command(work, mock_url, port, key)
-        ready = f"http://127.0.0.1:{port}/healthz"
-    elif name == "litellm":
-        key = "sk-litellm-bench-" + secrets.token_urlsafe(16)
-        command, env = litellm_command(work, mock_url, port, key)
-        ready = f"http://127.0.0.1:{port}/health/liveliness"
+        command, env = socle_command(work, mock_url, port, key, database_url)
+        ready = f"{base_url}/healthz"
     else:
-        raise SystemExit(f"unknown target {name!r}; use direct, socle, litellm")
+        key = "sk-litellm-bench-" + secrets.token_urlsafe(16)
+        command, env = litellm_command(work, mock_url, port, key, database_url)
+        ready = f"{base_url}/health/liveliness"
     log = work / "server.log"
     print(f"Starting {name}: {Path(command[0]).name} {' '.join(command[1:])}", flush=True)
     target = Target(name, "127.0.0.1", port, key)
-    with started(command, env, ready, log) as pid:
-        print(f"  {name} ready (pid {pid}); log {log}", flush=True)
-        measure(target, plan, mock_url, latency_ms)
+    try:
+        with started(command, env, ready, log) as pid:
+            print(f"  {name} ready (pid {pid}); log {log}", flush=True)
+            if gateway.governed:
+                provision = provision_socle if gateway.server == "socle" else _provision_litellm
+                target.key = provision(base_url, key)
+                print(f"  {name}: governed key {target.key[:12]}...", flush=True)
+            measure(target, plan, mock_url, latency_ms)
+            if gateway.governed and gateway.server == "socle":
+                target.note = check_socle(base_url, key)
+                print(f"  {name}: {target.note}", flush=True)
+    except RuntimeError as exc:
+        if not gateway.optional:
+            raise
+        target.unavailable = f"{exc}\n(log: {log.read_text(errors='replace')[-4000:]})"
+        print(f"  {name} NOT MEASURED: {_last_lines(str(exc), 6)}", flush=True)
     return target
+
+
+def _provision_litellm(base_url: str, master_key: str) -> str:
+    return provision_litellm(base_url, master_key, MODEL)
+
+
+def _last_lines(text: str, count: int) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # terminal colours
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-count:])
 
 
 if __name__ == "__main__":
