@@ -44,7 +44,7 @@ docs: dev
 	$(BIN)/python -m socle.cli.docgen
 
 bench: dev
-	$(BIN)/python bench/gateway_overhead.py
+	$(BIN)/python bench/gateway_overhead.py --governance
 	$(BIN)/python bench/inference.py
 
 clean:

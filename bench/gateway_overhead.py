@@ -486,6 +486,7 @@ def report(targets: dict[str, Target], plan: Plan, latency_ms: float, load_befor
     names = ["socle", "litellm"] + [n for n in GATEWAYS if n in targets and n not in ("socle", "litellm")]
     shown = [targets.get(n) for n in names]
     ratios = [(title, a, b) for title, a, b in RATIOS if a in targets and b in targets]
+    ratios = [(title, a, b) for title, a, b in ratios if targets[a].results and targets[b].results]
     widths = [max(9, len(GATEWAYS[n].label)) for n in names]
     ratio_widths = [max(9, len(title) + 1) for title, _, _ in ratios]
     header = f"{'measurement':40} {'direct':>9} " + " ".join(
