@@ -309,11 +309,13 @@ def ensure_litellm(python: str) -> Path:
     """
     marker = LITELLM_VENV / ".installed"
     binary = LITELLM_VENV / "bin" / "litellm"
-    if marker.exists() and binary.exists() and (LITELLM_VENV / "bin" / "prisma").exists():
+    pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
+    if marker.exists() and binary.exists():
+        if not (LITELLM_VENV / "bin" / "prisma").exists():  # a virtualenv from before --governance
+            subprocess.run([*pip, "prisma"], check=True)
         return binary
     print(f"Installing litellm[proxy] and prisma into {LITELLM_VENV} (once; a few minutes) ...", flush=True)
     subprocess.run([python, "-m", "venv", str(LITELLM_VENV)], check=True)
-    pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "litellm[proxy]", "prisma"], check=True)
     marker.touch()
     return binary
