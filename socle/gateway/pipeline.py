@@ -120,11 +120,11 @@ class Pipeline:
 
     async def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
         """Record usage and metrics for a finished call (success or failure), then settle or release
-        what it reserved."""
+        what it reserved, without holding the answer back (the worst case stays reserved until then)."""
         self._record(call, status, error)
         hold, call.hold = call.hold, None
         if hold is not None and self.quotas is not None:
-            await self.quotas.finish(hold, _spent(call, hold))
+            await self.quotas.finish(hold, _spent(call, hold), wait=False)
 
     def _record(self, call: Call, status: int, error: SocleError | None) -> None:
         seconds = time.perf_counter() - call.started

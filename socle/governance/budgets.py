@@ -46,8 +46,10 @@ Why this is atomic, on each database
     rows, then budget counters by budget id), so these transactions cannot deadlock.
     SQLite: write transactions begin ``IMMEDIATE`` and so hold the database's single write lock from
     their first statement (see :mod:`socle.storage.db`): they run one at a time, across processes too.
-    Within a process they also queue on an :class:`asyncio.Lock` (:meth:`BudgetStore.transaction`), in
-    order, instead of polling in SQLite's busy handler.
+    Every transaction of this store runs through :meth:`Database.transact`: synchronous SQL in a worker
+    thread, so a lock (SQLite's write lock, a team's counter rows) is held for the SQL alone, never for
+    turns of a busy event loop. On SQLite one writer thread per process queues them in order, instead of
+    polling in SQLite's busy handler.
 
 Crashes
     A process that dies between reservation and settlement leaves its reservations ``held``.
@@ -60,10 +62,8 @@ Crashes
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -72,6 +72,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     Insert,
     RowMapping,
     and_,
@@ -86,7 +87,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socle.errors import BadRequestError, BudgetExceededError, NotFoundError
 from socle.governance.identity import Principal
@@ -294,7 +294,6 @@ class BudgetStore:
         self._clock = clock
         self.reservation_timeout = timedelta(seconds=reservation_timeout_s)
         self.retention = timedelta(seconds=retention_s)
-        self._write_lock = asyncio.Lock() if db.backend == "sqlite" else None
         budgets, counters, reservations, items = (
             Base.metadata.tables[row.__tablename__]
             for row in (BudgetRow, BudgetCounterRow, BudgetReservationRow, BudgetReservationItemRow)
@@ -319,17 +318,6 @@ class BudgetStore:
                 reserved_tokens=counters.c.reserved_tokens - bindparam("b_held_tokens", type_=BigInteger),
             )
         )
-
-    # Transactions -----------------------------------------------------------------------------
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction (see the module docs: on SQLite, writers of this store queue in order)."""
-        if self._write_lock is None:
-            async with self._db.connect() as connection:
-                yield connection
-        else:
-            async with self._write_lock, self._db.connect() as connection:
-                yield connection
 
     # Management -------------------------------------------------------------------------------
     async def create_budget(
@@ -452,20 +440,40 @@ class BudgetStore:
         return await self._status_of(await self.get_budget(budget_id))
 
     async def _status_of(self, budget: Budget) -> BudgetStatus:
-        start, end = period_bounds(budget.period, self._clock())
+        start = period_bounds(budget.period, self._clock())[0]
+        return (await self._db.transact(self.statuses_in, [(budget, start)]))[0]
+
+    def statuses_in(
+        self, connection: Connection, periods: Sequence[tuple[Budget, datetime]]
+    ) -> list[BudgetStatus]:
+        """The counters of ``(budget, period start)`` pairs, in one statement on the caller's connection
+        (settlement uses it inside its own transaction to check alert thresholds without more round trips)."""
+        if not periods:
+            return []
         c = self._counters.c
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    select(c.spent_nano_eur, c.reserved_nano_eur, c.spent_tokens, c.reserved_tokens).where(
-                        c.budget_id == budget.id, c.period_start == start
-                    )
+        keys = [(budget.id, start) for budget, start in periods]
+        query = select(
+            c.budget_id,
+            c.period_start,
+            c.spent_nano_eur,
+            c.reserved_nano_eur,
+            c.spent_tokens,
+            c.reserved_tokens,
+        ).where(or_(*(and_(c.budget_id == b, c.period_start == s) for b, s in keys)))
+        found = {
+            (row[0], row[1]): (Spend(row[4], row[2]), Spend(row[5], row[3]))
+            for row in connection.execute(query)
+        }
+        statuses = []
+        for budget, start in periods:
+            spent, reserved = found.get((budget.id, start), (Spend(0, 0), Spend(0, 0)))
+            end = period_bounds(budget.period, start)[1]
+            statuses.append(
+                BudgetStatus(
+                    budget=budget, period_start=start, period_end=end, spent=spent, reserved=reserved
                 )
-            ).first()
-        spent, reserved = (
-            (Spend(0, 0), Spend(0, 0)) if row is None else (Spend(row[2], row[0]), Spend(row[3], row[1]))
-        )
-        return BudgetStatus(budget=budget, period_start=start, period_end=end, spent=spent, reserved=reserved)
+            )
+        return statuses
 
     # Accounting -------------------------------------------------------------------------------
     async def reserve(
@@ -485,12 +493,11 @@ class BudgetStore:
             budgets = await self.applicable(principal)
         if not budgets:
             return None
-        async with self.transaction() as connection:
-            return await self.reserve_in(connection, principal, budgets, amount, request_id=request_id)
+        return await self._db.transact(self.reserve_in, principal, budgets, amount, request_id=request_id)
 
-    async def reserve_in(
+    def reserve_in(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         principal: Principal,
         budgets: Iterable[Budget],
         amount: Spend,
@@ -505,8 +512,8 @@ class BudgetStore:
             budget = by_id[budget_id]
             start = period_bounds(budget.period, now)[0]
             params = {"budget": budget_id, "start": start, "nano": amount.nano_eur, "tokens": amount.tokens}
-            if (await connection.execute(self._reserve, params)).first() is None:
-                refusal = await self._refusal(connection, budget, start, amount, principal)
+            if (connection.execute(self._reserve, params)).first() is None:
+                refusal = self._refusal(connection, budget, start, amount, principal)
                 if refusal is not None:
                     raise refusal
                 continue  # the budget was deleted meanwhile: it no longer applies
@@ -516,7 +523,7 @@ class BudgetStore:
         reservation = Reservation(
             id=new_id(), request_id=request_id[:64], counters=tuple(held), amount=amount, created_at=now
         )
-        await connection.execute(
+        connection.execute(
             insert(self._reservations),
             {
                 "id": reservation.id,
@@ -527,7 +534,7 @@ class BudgetStore:
                 "created_at": now,
             },
         )
-        await connection.execute(
+        connection.execute(
             insert(self._items),
             [{"reservation_id": reservation.id, "budget_id": b, "period_start": s} for b, s in held],
         )
@@ -544,12 +551,9 @@ class BudgetStore:
     async def _finish(self, reservation: Reservation, actual: Spend | None) -> None:
         if reservation.state != "held":
             return
-        async with self.transaction() as connection:
-            await self.finish_in(connection, reservation, actual)
+        await self._db.transact(self.finish_in, reservation, actual)
 
-    async def finish_in(
-        self, connection: AsyncConnection, reservation: Reservation, actual: Spend | None
-    ) -> None:
+    def finish_in(self, connection: Connection, reservation: Reservation, actual: Spend | None) -> None:
         """Settle (``actual``) or release (``None``) inside the caller's transaction."""
         if reservation.state != "held":
             return
@@ -562,13 +566,13 @@ class BudgetStore:
             "charged_tokens": charged.tokens,
             "finished_at": self._clock(),
         }
-        result = await connection.execute(
+        result = connection.execute(
             update(self._reservations).where(r.id == reservation.id, r.state == "held").values(**values)
         )
         held = reservation.amount
         if cast(Any, result).rowcount == 0:
             # Expired by a sweeper (its amounts were given back then): charge the use, release nothing.
-            result = await connection.execute(
+            result = connection.execute(
                 update(self._reservations)
                 .where(r.id == reservation.id, r.state == "expired")
                 .values(**values)
@@ -578,7 +582,7 @@ class BudgetStore:
                 return
             held = Spend(0, 0)
         if charged != Spend(0, 0) or held != Spend(0, 0):
-            await connection.execute(
+            connection.execute(
                 self._charge,
                 [
                     {
@@ -611,51 +615,53 @@ class BudgetStore:
             ).all()
         expired = 0
         for row in stale:  # one transaction each: budget counters stay locked in budget id order
-            async with self.transaction() as connection:
-                result = await connection.execute(
-                    update(self._reservations)
-                    .where(r.id == row.id, r.state == "held")
-                    .values(state="expired", finished_at=now)
-                )
-                if cast(Any, result).rowcount == 0:
-                    continue  # settled meanwhile, or another replica expired it
-                items = (
-                    await connection.execute(
-                        select(self._items.c.budget_id, self._items.c.period_start)
-                        .where(self._items.c.reservation_id == row.id)
-                        .order_by(self._items.c.budget_id)
-                    )
-                ).all()
-                if items:
-                    await connection.execute(
-                        self._charge,
-                        [
-                            {
-                                "b_budget": item.budget_id,
-                                "b_start": item.period_start,
-                                "b_spent_nano": 0,
-                                "b_held_nano": row.nano_eur,
-                                "b_spent_tokens": 0,
-                                "b_held_tokens": row.tokens,
-                            }
-                            for item in items
-                        ],
-                    )
-                expired += 1
+            expired += await self._db.transact(self._expire, row.id, row.nano_eur, row.tokens, now)
         if expired:
             log.warning("budgets: released %d reservation(s) held past %s", expired, self.reservation_timeout)
         await self._delete_finished(now - self.retention)
         return expired
 
+    def _expire(
+        self, connection: Connection, reservation_id: str, nano_eur: int, tokens: int, now: datetime
+    ) -> int:
+        """Expire one held reservation, giving its amounts back; 0 if it was finished meanwhile."""
+        r = self._reservations.c
+        result = connection.execute(
+            update(self._reservations)
+            .where(r.id == reservation_id, r.state == "held")
+            .values(state="expired", finished_at=now)
+        )
+        if cast(Any, result).rowcount == 0:
+            return 0  # settled meanwhile, or another replica expired it
+        items = connection.execute(
+            select(self._items.c.budget_id, self._items.c.period_start)
+            .where(self._items.c.reservation_id == reservation_id)
+            .order_by(self._items.c.budget_id)
+        ).all()
+        if items:
+            connection.execute(
+                self._charge,
+                [
+                    {
+                        "b_budget": item.budget_id,
+                        "b_start": item.period_start,
+                        "b_spent_nano": 0,
+                        "b_held_nano": nano_eur,
+                        "b_spent_tokens": 0,
+                        "b_held_tokens": tokens,
+                    }
+                    for item in items
+                ],
+            )
+        return 1
+
     async def _delete_finished(self, before: datetime) -> None:
         r = self._reservations.c
+        ids = select(r.id).where(r.state != "held", r.created_at < before).limit(_DELETE_BATCH)
+        statement = delete(self._reservations).where(r.id.in_(ids.scalar_subquery()))
         while True:
-            ids = select(r.id).where(r.state != "held", r.created_at < before).limit(_DELETE_BATCH)
-            async with self.transaction() as connection:
-                result = await connection.execute(
-                    delete(self._reservations).where(r.id.in_(ids.scalar_subquery()))
-                )
-            if cast(Any, result).rowcount < _DELETE_BATCH:
+            deleted = await self._db.transact(lambda c: int(cast(Any, c.execute(statement)).rowcount))
+            if deleted < _DELETE_BATCH:
                 return
 
     async def held_reservations(self) -> int:
@@ -665,9 +671,9 @@ class BudgetStore:
             return int(await connection.scalar(select(func.count()).where(r.state == "held")) or 0)
 
     # Internals --------------------------------------------------------------------------------
-    async def _refusal(
+    def _refusal(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         budget: Budget,
         start: datetime,
         amount: Spend,
@@ -676,7 +682,7 @@ class BudgetStore:
         """Why ``budget`` refused ``amount`` (read inside the refused transaction); ``None`` if it is gone."""
         b, c = self._budgets.c, self._counters.c
         row = (
-            await connection.execute(
+            connection.execute(
                 select(
                     b.limit_nano_eur,
                     b.limit_tokens,

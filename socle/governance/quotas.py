@@ -48,10 +48,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
 
 from socle.config import EngineConfig, LlamaCppEngineConfig, Settings
 from socle.errors import BudgetExceededError, RateLimitError, StorageError
@@ -74,6 +76,7 @@ from socle.storage.types import utcnow
 __all__ = ["Hold", "Quotas", "Worst", "prompt_bound", "worst_case"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TOKENS_PER_MESSAGE = 8
 PROMPT_OVERHEAD_TOKENS = 64
@@ -126,6 +129,8 @@ class Hold:
     worst: Worst
     reservation: Reservation | None = None
     taken: tuple[Taken, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    """The budgets the reservation holds amounts in (for the alert thresholds at settlement)."""
     finished: bool = field(default=False)
 
 
@@ -233,7 +238,7 @@ class Quotas:
             buckets = self._buckets_for(config, principal, model)
             if not budgets and not buckets:
                 return None
-            hold = Hold(request_id=request_id, worst=estimate())
+            hold = Hold(request_id=request_id, worst=estimate(), budgets=tuple(budgets))
             await self._reserve(hold, principal, budgets, buckets)
         except RateLimitError as exc:  # BudgetExceededError is one too
             self._alert_refusal(exc, principal)
@@ -252,43 +257,77 @@ class Quotas:
     ) -> None:
         now_ms = int(self._clock().timestamp() * 1000)
         spend = hold.worst.spend
-        if self.counters.in_database:
-            async with self.budgets.transaction() as connection:
-                if buckets:
-                    hold.taken = tuple(await self.counters.take(buckets, spend.tokens, now_ms, connection))
-                if budgets:
-                    hold.reservation = await self.budgets.reserve_in(
-                        connection, principal, budgets, spend, request_id=hold.request_id
-                    )
+        counters = self.counters
+        if isinstance(counters, DatabaseCounters):
+
+            def reserve(connection: Connection) -> tuple[tuple[Taken, ...], Reservation | None]:
+                taken = tuple(counters.take_in(connection, buckets, spend.tokens, now_ms)) if buckets else ()
+                reservation = (
+                    self.budgets.reserve_in(connection, principal, budgets, spend, request_id=hold.request_id)
+                    if budgets
+                    else None
+                )
+                return taken, reservation
+
+            hold.taken, hold.reservation = await self._committed(hold, self._db.transact(reserve))
             return
         if buckets:
-            hold.taken = tuple(await self.counters.take(buckets, spend.tokens, now_ms, None))
+            hold.taken = tuple(await counters.take(buckets, spend.tokens, now_ms))
         if budgets:
             try:
-                hold.reservation = await self.budgets.reserve(
-                    principal, spend, request_id=hold.request_id, budgets=budgets
+                hold.reservation = await self._committed(
+                    hold,
+                    self._db.transact(
+                        self.budgets.reserve_in, principal, budgets, spend, request_id=hold.request_id
+                    ),
                 )
             except BaseException:
                 await self._give_back_quietly(hold.taken)
                 raise
 
+    async def _committed(self, hold: Hold, work: Awaitable[T]) -> T:
+        """Await a reservation's transaction; if the caller is cancelled meanwhile (the client went away),
+        the transaction still commits in its thread, so release what it reserved as soon as it has."""
+        future = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda done: self._release_orphan(hold, done))
+            raise
+
+    def _release_orphan(self, hold: Hold, done: asyncio.Future[Any]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        result = done.result()
+        if isinstance(result, tuple):
+            hold.taken, hold.reservation = result
+        else:
+            hold.reservation = result
+        hold.finished = True
+        self._spawn(self._finish_first(hold, None))
+
     async def _give_back_quietly(self, taken: Sequence[Taken]) -> None:
         try:
-            await self.counters.give_back(taken, requests=True, connection=None)
+            await self.counters.give_back(taken, requests=True)
         except StorageError as exc:
             log.warning("could not give back rate-limit counts of a refused request: %s", exc)
 
     # Settlement -------------------------------------------------------------------------------
-    async def finish(self, hold: Hold, actual: Spend | None) -> None:
+    async def finish(self, hold: Hold, actual: Spend | None, *, wait: bool = True) -> None:
         """Settle a hold to ``actual`` use, or release it (``None``: the call failed); once per hold.
 
         The work runs in a task of its own, so a client that goes away (cancelling the caller) cannot
-        interrupt it. If the store fails, this returns and the task retries in the background.
+        interrupt it. If the store fails, this returns and the task retries in the background. With
+        ``wait=False`` (the pipeline's choice) it returns at once: an answer is never held back by its
+        settlement, and until it lands the request's worst case stays reserved, so nothing can overspend
+        meanwhile. :meth:`drain` (and :meth:`aclose`) wait for every settlement started.
         """
         if hold.finished:
             return
         hold.finished = True
-        await asyncio.shield(self._spawn(self._finish_first(hold, actual)))
+        task = self._spawn(self._finish_first(hold, actual))
+        if wait:
+            await asyncio.shield(task)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name="socle-quota-settle")
@@ -298,12 +337,12 @@ class Quotas:
 
     async def _finish_first(self, hold: Hold, actual: Spend | None) -> None:
         try:
-            await self._finish_once(hold, actual)
-            if actual is not None and hold.reservation is not None:
-                await self._alert_thresholds(hold.reservation)
+            statuses = await self._finish_once(hold, actual)
         except StorageError as exc:
             log.warning("could not settle request %s (retrying in the background): %s", hold.request_id, exc)
             self._spawn(self._finish_later(hold, actual))
+            return
+        await self._alert_thresholds(statuses)
 
     async def _finish_later(self, hold: Hold, actual: Spend | None) -> None:
         for delay in _RETRY_DELAYS_S:
@@ -319,7 +358,9 @@ class Quotas:
             self.budgets.reservation_timeout,
         )
 
-    async def _finish_once(self, hold: Hold, actual: Spend | None) -> None:
+    async def _finish_once(self, hold: Hold, actual: Spend | None) -> list[BudgetStatus]:
+        """Settle or release in one transaction; returns the budgets' counters after a settlement when
+        alert thresholds are watched (read in the same transaction: no extra round trip)."""
         used = 0 if actual is None else actual.tokens
         refunds = [
             Taken(t.bucket, t.minute, 0, t.tokens - used, True)
@@ -328,33 +369,49 @@ class Quotas:
         ]
         reservation = hold.reservation
         if reservation is None and not refunds:
-            return
-        if self.counters.in_database:
-            async with self.budgets.transaction() as connection:
+            return []
+        watched = self._watched(hold, actual)
+        counters = self.counters
+        if isinstance(counters, DatabaseCounters):
+
+            def finish(connection: Connection) -> list[BudgetStatus]:
                 if refunds:
-                    await self.counters.give_back(refunds, requests=False, connection=connection)
+                    counters.give_back_in(connection, refunds, requests=False)
                 if reservation is not None:
-                    await self.budgets.finish_in(connection, reservation, actual)
-            return
+                    self.budgets.finish_in(connection, reservation, actual)
+                return self.budgets.statuses_in(connection, watched)
+
+            return await self._db.transact(finish)
         if refunds:
-            await self.counters.give_back(refunds, requests=False, connection=None)
+            await counters.give_back(refunds, requests=False)
             hold.taken = ()
-        if reservation is not None:
-            await self.budgets.settle(
-                reservation, actual
-            ) if actual is not None else await self.budgets.release(reservation)
+        if reservation is None:
+            return []
+
+        def settle(connection: Connection) -> list[BudgetStatus]:
+            assert reservation is not None
+            self.budgets.finish_in(connection, reservation, actual)
+            return self.budgets.statuses_in(connection, watched)
+
+        return await self._db.transact(settle)
+
+    def _watched(self, hold: Hold, actual: Spend | None) -> list[tuple[Budget, datetime]]:
+        """The (budget, period) counters whose thresholds a settlement may cross."""
+        if actual is None or hold.reservation is None or self._alerts is None or not self._thresholds:
+            return []
+        by_id = {budget.id: budget for budget in hold.budgets}
+        return [(by_id[b], start) for b, start in hold.reservation.counters if b in by_id]
 
     # Alerts ---------------------------------------------------------------------------------------
-    async def _alert_thresholds(self, reservation: Reservation) -> None:
+    async def _alert_thresholds(self, statuses: Sequence[BudgetStatus]) -> None:
         """After a settlement: alert once for each configured threshold a budget has now reached."""
-        if self._alerts is None or not self._thresholds:
+        if self._alerts is None:
             return
-        for budget_id, period_start in reservation.counters:
-            status = await self.budgets.budget_status(budget_id)
+        for status in statuses:
             used = _percent_used(status)
-            period = period_start.date().isoformat()
+            period = status.period_start.date().isoformat()
             for threshold in self._thresholds:
-                key = (f"budget:{budget_id}", threshold, period)
+                key = (f"budget:{status.budget.id}", threshold, period)
                 if used < threshold or key in self._alerted:
                     continue
                 self._alerted.add(key)

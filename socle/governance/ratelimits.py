@@ -49,10 +49,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import BigInteger, Insert, String, and_, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, Connection, Insert, String, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socle.errors import BadRequestError, ConfigError, NotFoundError, RateLimitError, StorageError
 from socle.storage.db import Database
@@ -305,21 +304,17 @@ def _per_minute(value: int | None, name: str) -> int | None:
 
 # Counters ----------------------------------------------------------------------------------------
 class Counters(Protocol):
-    """Where the per-minute counters live. ``connection`` is the caller's database transaction, used by
-    the database counters (so that limits and budgets commit or roll back together) and ignored by
-    Redis."""
+    """Where the per-minute counters live (the database counters also offer ``take_in`` and
+    ``give_back_in``, which count inside the caller's transaction so that limits and budgets commit or
+    roll back together)."""
 
     in_database: bool
 
-    async def take(
-        self, buckets: Sequence[Bucket], tokens: int, now_ms: int, connection: AsyncConnection | None
-    ) -> list[Taken]:
+    async def take(self, buckets: Sequence[Bucket], tokens: int, now_ms: int) -> list[Taken]:
         """Count one request of up to ``tokens`` in every bucket, or in none (raises RateLimitError)."""
         ...
 
-    async def give_back(
-        self, taken: Sequence[Taken], *, requests: bool, connection: AsyncConnection | None
-    ) -> None:
+    async def give_back(self, taken: Sequence[Taken], *, requests: bool) -> None:
         """Remove ``taken`` tokens (and, if ``requests``, the request) from the counters."""
         ...
 
@@ -355,10 +350,16 @@ class DatabaseCounters:
             )
         )
 
-    async def take(
-        self, buckets: Sequence[Bucket], tokens: int, now_ms: int, connection: AsyncConnection | None
+    async def take(self, buckets: Sequence[Bucket], tokens: int, now_ms: int) -> list[Taken]:
+        return await self._db.transact(self.take_in, buckets, tokens, now_ms)
+
+    async def give_back(self, taken: Sequence[Taken], *, requests: bool) -> None:
+        await self._db.transact(self.give_back_in, taken, requests=requests)
+
+    def take_in(
+        self, connection: Connection, buckets: Sequence[Bucket], tokens: int, now_ms: int
     ) -> list[Taken]:
-        assert connection is not None, "database counters count inside the caller's transaction"
+        """:meth:`take` inside the caller's (synchronous) transaction, which must roll back if this raises."""
         minute, elapsed = divmod(now_ms, WINDOW_MS)
         taken = []
         for bucket in sorted(buckets, key=lambda b: b.key):  # one lock order everywhere: no deadlocks
@@ -373,18 +374,16 @@ class DatabaseCounters:
                 "rpm": bucket.requests_per_minute,
                 "tpm": bucket.tokens_per_minute,
             }
-            if (await connection.execute(self._statement(bucket), params)).first() is None:
-                raise await self._refusal(connection, bucket, minute, elapsed, tokens)
+            if connection.execute(self._statement(bucket), params).first() is None:
+                raise self._refusal(connection, bucket, minute, elapsed, tokens)
             taken.append(Taken(bucket.key, minute, 1, tokens, bucket.tokens_per_minute is not None))
         return taken
 
-    async def give_back(
-        self, taken: Sequence[Taken], *, requests: bool, connection: AsyncConnection | None
-    ) -> None:
-        assert connection is not None, "database counters count inside the caller's transaction"
+    def give_back_in(self, connection: Connection, taken: Sequence[Taken], *, requests: bool) -> None:
+        """:meth:`give_back` inside the caller's (synchronous) transaction."""
         if not taken:
             return
-        await connection.execute(
+        connection.execute(
             self._give,
             [
                 {
@@ -417,10 +416,10 @@ class DatabaseCounters:
             t.bucket == bindparam("bucket"), t.minute.in_([bindparam("minute"), bindparam("minute") - 1])
         )
 
-    async def _refusal(
-        self, connection: AsyncConnection, bucket: Bucket, minute: int, elapsed: int, tokens: int
+    def _refusal(
+        self, connection: Connection, bucket: Bucket, minute: int, elapsed: int, tokens: int
     ) -> RateLimitError:
-        rows = (await connection.execute(self._read(), {"bucket": bucket.key, "minute": minute})).all()
+        rows = connection.execute(self._read(), {"bucket": bucket.key, "minute": minute}).all()
         counts = {row.minute: (int(row.requests), int(row.tokens)) for row in rows}
         prev, cur = counts.get(minute - 1, (0, 0)), counts.get(minute, (0, 0))
         if bucket.requests_per_minute is not None and _over(
@@ -552,9 +551,7 @@ class RedisCounters:
     def _key(self, bucket: str, minute: int) -> str:
         return f"{self._prefix}{bucket}:{minute}"
 
-    async def take(
-        self, buckets: Sequence[Bucket], tokens: int, now_ms: int, connection: AsyncConnection | None
-    ) -> list[Taken]:
+    async def take(self, buckets: Sequence[Bucket], tokens: int, now_ms: int) -> list[Taken]:
         minute, elapsed = divmod(now_ms, WINDOW_MS)
         ordered = sorted(buckets, key=lambda b: b.key)
         keys: list[str] = []
@@ -570,9 +567,7 @@ class RedisCounters:
             raise _refusal(bucket, name, previous, current, 1 if metric == 1 else tokens, elapsed)
         return [Taken(b.key, minute, 1, tokens, b.tokens_per_minute is not None) for b in ordered]
 
-    async def give_back(
-        self, taken: Sequence[Taken], *, requests: bool, connection: AsyncConnection | None
-    ) -> None:
+    async def give_back(self, taken: Sequence[Taken], *, requests: bool) -> None:
         if not taken:
             return
         keys = [self._key(t.bucket, t.minute) for t in taken]

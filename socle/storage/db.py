@@ -21,6 +21,14 @@ Four ways in, one per need:
   reader never waits for writers, and an indexed lookup takes tens of microseconds, less than the hop
   to aiosqlite's worker thread it replaces (the gateway benchmark showed that hop as the largest cost
   of a request). On PostgreSQL it is one autocommit round trip, as :meth:`Database.read`.
+- :meth:`Database.transact`: run a *synchronous* function of a Core connection in one write
+  transaction, in one hop to a worker thread. Hot write paths (budget reservation and settlement, rate
+  limits) use it: on the event loop, every statement of an async transaction is a round trip through
+  the loop, so under load a transaction that holds a lock (SQLite's write lock, PostgreSQL row locks
+  on a team's counters) holds it for as many loop turns as it has statements, and throughput collapses.
+  In a worker thread the statements run back to back and the lock is held only for the SQL itself. On
+  SQLite one thread with one connection serialises the writers of this process (SQLite has one writer
+  anyway); on PostgreSQL a small pool of threads and connections runs them side by side.
 - :meth:`Database.locked_session`: a session whose transaction first takes a named lock, for
   read-then-write sequences that must not interleave across processes or replicas (first-start
   bootstrap; later, budget settlement). PostgreSQL takes a transaction-scoped advisory lock for the
@@ -40,13 +48,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from sqlalchemy import Executable, Row, create_engine, func, select, text
+from sqlalchemy import Connection, Engine, Executable, Row, create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker, create_async_engine
@@ -66,6 +76,10 @@ from socle.storage.dialects import (
 __all__ = ["Database"]
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_PG_WRITER_THREADS = 8
 
 # Failures of the database itself, as opposed to failures of the statement sent to it.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -102,6 +116,10 @@ class Database:
             )
             configure_sqlite(sync_engine)
             self._sync_reader = sync_engine.execution_options(**read_options)
+        self._sync_url = sync_url(url)
+        self._pool_size = pool_size
+        self._writer: tuple[Engine, ThreadPoolExecutor] | None = None
+        self._writer_lock = threading.Lock()
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> Database:
@@ -127,6 +145,11 @@ class Database:
         await self.engine.dispose()
         if self._sync_reader is not None:
             self._sync_reader.dispose()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            engine, executor = writer
+            await asyncio.to_thread(executor.shutdown, wait=True)
+            engine.dispose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -174,6 +197,49 @@ class Database:
                 raise self._unavailable(exc) from exc
         async with self.read() as connection:
             return list((await connection.execute(statement, params or {})).all())
+
+    async def transact(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn(connection, *args, **kwargs)`` in one write transaction on a worker thread (see the
+        module docs): committed if it returns, rolled back if it raises.
+
+        If the caller is cancelled, the transaction still runs to its end (it cannot be interrupted
+        half-way, and its result is dropped): callers whose work must be undone then shield the
+        awaitable themselves and undo it when it completes.
+        """
+        engine, executor = self._writer_pool()
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, lambda: self._run_transaction(engine, fn, args, kwargs)
+        )
+
+    def _run_transaction(self, engine: Engine, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        try:
+            with engine.begin() as connection:
+                return fn(connection, *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    def _writer_pool(self) -> tuple[Engine, ThreadPoolExecutor]:
+        """The synchronous engine and threads of :meth:`transact`, made at first use."""
+        writer = self._writer
+        if writer is not None:
+            return writer
+        with self._writer_lock:
+            if self._writer is None:
+                if self.backend == "sqlite":
+                    engine = create_engine(
+                        self._sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+                    )
+                    configure_sqlite(engine)
+                    threads = 1  # one connection, one writer: SQLite has one write lock
+                else:
+                    threads = min(self._pool_size, _PG_WRITER_THREADS)
+                    engine = create_engine(
+                        self._sync_url, pool_size=threads, max_overflow=0, pool_recycle=1800
+                    )
+                self._writer = (engine, ThreadPoolExecutor(threads, thread_name_prefix="socle-db-writer"))
+            return self._writer
 
     @asynccontextmanager
     async def locked_session(self, name: str) -> AsyncIterator[AsyncSession]:

@@ -90,11 +90,11 @@ async def test_a_failed_settlement_is_retried_in_the_background(
         real = quotas.budgets.finish_in
         attempts: list[int] = []
 
-        async def flaky(*args: Any, **kwargs: Any) -> None:
+        def flaky(*args: Any, **kwargs: Any) -> None:
             attempts.append(1)
             if len(attempts) == 1:
                 raise StorageError("The database is unavailable; the request was refused.")
-            await real(*args, **kwargs)
+            real(*args, **kwargs)
 
         monkeypatch.setattr(quotas.budgets, "finish_in", flaky)
         await quotas.finish(hold, Spend(5, 0))  # returns at once: the answer is not held back
