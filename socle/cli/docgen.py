@@ -20,6 +20,7 @@ from socle.config import (
     EmbeddingsEngineConfig,
     FakeEngineConfig,
     LlamaCppEngineConfig,
+    ModelAccessSettings,
     ModelRoute,
     OpenAICompatEngineConfig,
     Settings,
@@ -94,6 +95,7 @@ _FACTORY_DEFAULTS = {
     "engines": "embedded defaults",
     "models": "one per engine",
     "incompatible_roles": '`[["auditor", "admin"]]`',
+    "model_access": "see below",
 }
 
 
@@ -137,6 +139,9 @@ def render_configuration() -> str:
         out += [f'### kind = "{kind}"', "", (model.__doc__ or "").strip(), "", *_table(model, env=False), ""]
     out += ["## Model routes (`[[models]]`)", "", (ModelRoute.__doc__ or "").strip(), ""]
     out += [*_table(ModelRoute, env=False), ""]
+    out += ["## Model access (`[model_access]`)", "", (ModelAccessSettings.__doc__ or "").strip(), ""]
+    out += [*_table(ModelAccessSettings, env=False), ""]
+    out += ["Environment: `SOCLE_MODEL_ACCESS__DEFAULT=deny`.", ""]
     return "\n".join(out)
 
 
