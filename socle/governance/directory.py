@@ -13,11 +13,11 @@ teams of several organisations is refused as ambiguous (name the organisation, o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -122,16 +122,8 @@ class Directory:
 
     async def rename_org(self, ref: str, name: str) -> OrganisationRecord:
         org = await self.get_org(ref)
-        try:
-            async with self._db.session() as session:
-                row = await session.get(OrganisationRow, org.id, with_for_update=True)
-                if row is None:
-                    raise NotFoundError(f"No organisation {ref!r}.", code="organisation_not_found")
-                row.name = name
-                await session.flush()
-                return _org(row)
-        except IntegrityError as exc:
-            raise ConflictError(f"An organisation named {name!r} already exists.", param="name") from exc
+        await self._rename(OrganisationRow, org.id, name, f"An organisation named {name!r} already exists.")
+        return replace(org, name=name)
 
     async def delete_org(self, ref: str) -> OrganisationRecord:
         """Delete an organisation that holds no team and no principal (refused with 409 otherwise),
@@ -190,18 +182,19 @@ class Directory:
 
     async def rename_team(self, org_id: str | None, ref: str, name: str) -> TeamRecord:
         team = await self.get_team(org_id, ref)
+        await self._rename(
+            TeamRow, team.id, name, f"A team named {name!r} already exists in its organisation."
+        )
+        return replace(team, name=name)
+
+    async def _rename(
+        self, table: type[OrganisationRow | TeamRow], row_id: str, name: str, taken: str
+    ) -> None:
         try:
             async with self._db.session() as session:
-                row = await session.get(TeamRow, team.id, with_for_update=True)
-                if row is None:
-                    raise NotFoundError(f"No team {ref!r}.", code="team_not_found")
-                row.name = name
-                await session.flush()
-                return _team(row)
+                await session.execute(update(table).where(table.id == row_id).values(name=name))
         except IntegrityError as exc:
-            raise ConflictError(
-                f"A team named {name!r} already exists in this organisation.", param="name"
-            ) from exc
+            raise ConflictError(taken, param="name") from exc
 
     async def delete_team(self, org_id: str | None, ref: str) -> TeamRecord:
         """Delete a team without API keys (409 otherwise), with its role bindings, model grants and
