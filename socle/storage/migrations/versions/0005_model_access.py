@@ -39,6 +39,7 @@ def downgrade() -> None:
 
 def _scopes(values: str) -> None:
     # Batch mode: SQLite cannot alter a CHECK constraint in place, so the table is copied and swapped.
+    # Names go through the models' naming convention, as they did when 0002 created the constraint.
     with op.batch_alter_table("rate_limits") as batch:
         batch.drop_constraint("ck_rate_limits_scope", type_="check")
         batch.create_check_constraint("ck_rate_limits_scope", f"scope IN ({values})")
