@@ -35,6 +35,7 @@ __all__ = [
     "EngineConfig",
     "FakeEngineConfig",
     "LlamaCppEngineConfig",
+    "ModelAccessSettings",
     "ModelRoute",
     "OIDCRule",
     "OIDCSettings",
@@ -150,6 +151,19 @@ def _default_models() -> list[ModelRoute]:
         ModelRoute(name=DEFAULT_CHAT_MODEL, engines=["smollm2"], aliases=["smollm2"]),
         ModelRoute(name=DEFAULT_EMBEDDING_MODEL, engines=["minilm"], aliases=["text-embedding-minilm"]),
     ]
+
+
+class ModelAccessSettings(BaseModel):
+    """Which teams may use which public models: grants are data (``socle models grant``); this says
+    what a model without any grant does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: Literal["open", "deny"] = Field(
+        default="open",
+        description="A model without grants is open to every team (`open`) or to none (`deny`, deny "
+        "by default: grant each model to the teams that may use it).",
+    )
 
 
 class AlertSettings(BaseModel):
@@ -325,8 +339,8 @@ class Settings(BaseSettings):
     governance_cache_s: float = Field(
         default=5.0,
         ge=0,
-        description="How long a process reuses the budget and rate-limit configuration it read (never "
-        "the counters): changes reach other replicas within this time.",
+        description="How long a process reuses the budget, rate-limit and model-access configuration it "
+        "read (never the counters): changes reach other replicas within this time.",
     )
     redis_url: SecretStr | None = Field(
         default=None,
@@ -346,6 +360,10 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alert sinks (`[alerts]`).")
+    model_access: ModelAccessSettings = Field(
+        default_factory=ModelAccessSettings,
+        description="Model access by team (`[model_access]`, see docs/governance.md).",
+    )
     incompatible_roles: list[list[str]] = Field(
         default_factory=lambda: [["auditor", "admin"]],
         description="Pairs of roles one principal may not hold together (separation of duties).",

@@ -19,6 +19,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "ConfigError",
+    "ConflictError",
     "ContextLengthError",
     "EngineError",
     "EngineUnavailableError",
@@ -95,6 +96,13 @@ class BadRequestError(SocleError):
     status_code = 400
     error_type = "invalid_request_error"
     default_code = "invalid_request"
+
+
+class ConflictError(BadRequestError):
+    """The request conflicts with what is stored: a name already taken, a row still in use."""
+
+    status_code = 409
+    default_code = "conflict"
 
 
 class ContextLengthError(BadRequestError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from socle import __version__
-from socle.cli import admin, client, config_cmd, engines_cmd, serve
+from socle.cli import admin, client, config_cmd, engines_cmd, models_cmd, quotas_cmd, serve
 
 __all__ = ["cli", "main"]
 
@@ -18,15 +18,16 @@ def cli() -> None:
 
 cli.add_command(serve.serve)
 cli.add_command(client.chat)
-cli.add_command(client.models)
+cli.add_command(models_cmd.models)
 cli.add_command(config_cmd.config)
 cli.add_command(engines_cmd.engines)
+cli.add_command(admin.orgs)
 cli.add_command(admin.teams)
 cli.add_command(admin.users)
 cli.add_command(admin.keys)
-cli.add_command(admin.usage)
-cli.add_command(admin.budgets)
-cli.add_command(admin.limits)
+cli.add_command(quotas_cmd.usage)
+cli.add_command(quotas_cmd.budgets)
+cli.add_command(quotas_cmd.limits)
 
 
 def main() -> None:

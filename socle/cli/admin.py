@@ -1,307 +1,283 @@
-"""Administration commands, talking to a running server's admin API: ``teams``, ``users``, ``keys``.
+"""Administration commands for the directory: ``orgs``, ``teams``, ``users`` and ``keys``.
 
-Each mirrors an admin API route and prints a table, or the API's JSON with ``--json``.
+Each mirrors an admin API route (``/v1/admin/...``) and prints a table, or the API's JSON with
+``--json``. Budgets, limits and usage are in :mod:`socle.cli.quotas_cmd`, model access in
+:mod:`socle.cli.models_cmd`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-import orjson
 
-from socle.cli.client import api_client, check_response, server_options
-from socle.cli.options import json_option
+from socle.cli.adminkit import Context, call, command, out
 
-__all__ = ["budgets", "keys", "limits", "teams", "usage", "users"]
+__all__ = ["keys", "orgs", "teams", "users"]
 
+orgs = click.Group(name="orgs", help="Manage organisations (admin).")
+teams = click.Group(
+    name="teams", help="Manage teams and their role bindings (admin; team admins: their team)."
+)
+users = click.Group(name="users", help="Manage users and service accounts (admin).")
+keys = click.Group(name="keys", help="Manage API keys (admin or team admin).")
 
-def _call(ctx: dict[str, Any], method: str, path: str, *, prefix: str = "/admin", **kwargs: Any) -> Any:
-    try:
-        with api_client(ctx["url"], ctx["key"], ctx["data_dir"]) as client:
-            response = client.request(method, prefix + path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {ctx['url']}: {exc}") from exc
-    check_response(response)
-    return (
-        response.text if response.headers.get("content-type", "").startswith("text/csv") else response.json()
-    )
+_ORG = ["id", "name", "created_at"]
+_TEAM = ["id", "name", "org_id"]
+_USER = ["id", "kind", "name", "email", "org_id", "disabled_at"]
+_KEY = ["id", "prefix", "name", "team_id", "principal_id", "expires_at", "revoked_at"]
 
 
-def _out(data: Any, as_json: bool, columns: list[str]) -> None:
-    if as_json:
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-        return
-    rows = data["data"] if isinstance(data, dict) and "data" in data else [data]
-    for row in rows:
-        click.echo("  ".join(str(row.get(c) if row.get(c) is not None else "-") for c in columns))
+# Organisations --------------------------------------------------------------------------------------
+@command(orgs, "list")
+def orgs_list(obj: Context, as_json: bool) -> None:
+    """List organisations."""
+    out(call(obj, "GET", "/organisations"), as_json, _ORG)
 
 
-def _group(name: str, help_text: str) -> click.Group:
-    return click.Group(name=name, help=help_text)
+@click.argument("name")
+@command(orgs, "create")
+def orgs_create(obj: Context, as_json: bool, name: str) -> None:
+    """Create an organisation."""
+    out(call(obj, "POST", "/organisations", json={"name": name}), as_json, _ORG)
 
 
-teams = _group("teams", "Manage teams (admin).")
-users = _group("users", "Manage users and service accounts (admin).")
-keys = _group("keys", "Manage API keys (admin or team admin).")
-budgets = _group("budgets", "Manage budgets (admin; team admins for their users and keys).")
-limits = _group("limits", "Manage rate limits (admin; team admins for their keys).")
+@click.argument("org")
+@command(orgs, "show")
+def orgs_show(obj: Context, as_json: bool, org: str) -> None:
+    """Show an organisation (by id or name)."""
+    out(call(obj, "GET", f"/organisations/{org}"), as_json, _ORG)
 
 
-def _command(group: click.Group, name: str) -> Callable[[Callable[..., None]], click.Command]:
-    """A subcommand with the server options (--url, --key, --data-dir) and --json."""
-
-    def wrap(fn: Callable[..., None]) -> click.Command:
-        def run(url: str, key: str | None, data_dir: Path, **kwargs: Any) -> None:
-            fn({"url": url, "key": key, "data_dir": data_dir}, **kwargs)
-
-        run.__doc__ = fn.__doc__
-        run.__click_params__ = getattr(fn, "__click_params__", [])  # type: ignore[attr-defined]
-        return group.command(name)(server_options(json_option(run)))
-
-    return wrap
+@click.option("--name", required=True, help="New name.")
+@click.argument("org")
+@command(orgs, "update")
+def orgs_update(obj: Context, as_json: bool, org: str, name: str) -> None:
+    """Rename an organisation."""
+    out(call(obj, "PATCH", f"/organisations/{org}", json={"name": name}), as_json, _ORG)
 
 
-@_command(teams, "list")
-def teams_list(obj: dict[str, Any], as_json: bool) -> None:
+@click.argument("org")
+@command(orgs, "delete")
+def orgs_delete(obj: Context, as_json: bool, org: str) -> None:
+    """Delete an organisation that has no teams and no principals left."""
+    out(call(obj, "DELETE", f"/organisations/{org}"), as_json, ["id", "name", "deleted"])
+
+
+# Teams ----------------------------------------------------------------------------------------------
+@click.option("--org", default=None, help="Only this organisation's teams (id or name).")
+@command(teams, "list")
+def teams_list(obj: Context, as_json: bool, org: str | None) -> None:
     """List teams."""
-    _out(_call(obj, "GET", "/teams"), as_json, ["id", "name"])
+    out(call(obj, "GET", "/teams", params={"org": org} if org else {}), as_json, _TEAM)
 
 
 @click.option(
     "--period", type=click.Choice(["daily", "monthly", "total"]), default="monthly", show_default=True
 )
 @click.option("--budget-eur", default=None, help="Also give the team a budget in euros for --period.")
+@click.option("--org", default=None, help="Organisation (id or name); default: the caller's.")
 @click.argument("name")
-@_command(teams, "create")
-def teams_create(obj: dict[str, Any], as_json: bool, name: str, budget_eur: str | None, period: str) -> None:
+@command(teams, "create")
+def teams_create(
+    obj: Context, as_json: bool, name: str, org: str | None, budget_eur: str | None, period: str
+) -> None:
     """Create a team, optionally with a budget."""
-    team = _call(obj, "POST", "/teams", json={"name": name})
+    team = call(obj, "POST", "/teams", json={"name": name, "org": org})
     if budget_eur is not None:
         body = {"scope": "team", "target": team["id"], "period": period, "limit_eur": budget_eur}
-        team["budget"] = _call(obj, "POST", "/budgets", json=body)
-    _out(team, as_json, ["id", "name"])
+        team["budget"] = call(obj, "POST", "/budgets", json=body)
+    out(team, as_json, _TEAM)
 
 
 @click.argument("team")
-@_command(teams, "members")
-def teams_members(obj: dict[str, Any], as_json: bool, team: str) -> None:
+@command(teams, "show")
+def teams_show(obj: Context, as_json: bool, team: str) -> None:
+    """Show a team (by id or name)."""
+    out(call(obj, "GET", f"/teams/{team}"), as_json, _TEAM)
+
+
+@click.option("--name", required=True, help="New name.")
+@click.argument("team")
+@command(teams, "update")
+def teams_update(obj: Context, as_json: bool, team: str, name: str) -> None:
+    """Rename a team."""
+    out(call(obj, "PATCH", f"/teams/{team}", json={"name": name}), as_json, _TEAM)
+
+
+@click.argument("team")
+@command(teams, "delete")
+def teams_delete(obj: Context, as_json: bool, team: str) -> None:
+    """Delete a team that never had API keys (with its bindings, grants, budgets and limits)."""
+    out(call(obj, "DELETE", f"/teams/{team}"), as_json, ["id", "team", "deleted"])
+
+
+@click.argument("team")
+@command(teams, "members")
+def teams_members(obj: Context, as_json: bool, team: str) -> None:
     """List a team's role bindings."""
-    _out(_call(obj, "GET", f"/teams/{team}/members"), as_json, ["principal_id", "role"])
+    out(call(obj, "GET", f"/teams/{team}/members"), as_json, ["principal_id", "role"])
 
 
 @click.option("--role", required=True, help="Role to grant (admin, auditor, team-admin, member, service).")
 @click.option("--principal", "principal_id", required=True, help="Principal id.")
 @click.argument("team")
-@_command(teams, "bind")
-def teams_bind(obj: dict[str, Any], as_json: bool, team: str, principal_id: str, role: str) -> None:
+@command(teams, "bind")
+def teams_bind(obj: Context, as_json: bool, team: str, principal_id: str, role: str) -> None:
     """Grant a principal a role in a team."""
     body = {"principal_id": principal_id, "role": role}
-    _out(
-        _call(obj, "POST", f"/teams/{team}/members", json=body), as_json, ["team_id", "principal_id", "role"]
-    )
+    out(call(obj, "POST", f"/teams/{team}/members", json=body), as_json, ["team_id", "principal_id", "role"])
 
 
-@_command(users, "list")
-def users_list(obj: dict[str, Any], as_json: bool) -> None:
+@click.option("--role", required=True, help="Role to take away.")
+@click.option("--principal", "principal_id", required=True, help="Principal id.")
+@click.argument("team")
+@command(teams, "unbind")
+def teams_unbind(obj: Context, as_json: bool, team: str, principal_id: str, role: str) -> None:
+    """Remove a principal's role in a team."""
+    out(call(obj, "DELETE", f"/teams/{team}/members/{principal_id}/{role}"), as_json, ["deleted"])
+
+
+# Users and service accounts -------------------------------------------------------------------------
+@click.option("--org", default=None, help="Only this organisation's (id or name).")
+@click.option("--kind", type=click.Choice(["user", "service"]), default=None)
+@command(users, "list")
+def users_list(obj: Context, as_json: bool, kind: str | None, org: str | None) -> None:
     """List users and service accounts."""
-    _out(_call(obj, "GET", "/principals"), as_json, ["id", "kind", "name", "email", "disabled_at"])
+    params = {k: v for k, v in (("kind", kind), ("org", org)) if v is not None}
+    out(call(obj, "GET", "/principals", params=params), as_json, _USER)
 
 
+@click.option("--org", default=None, help="Organisation (id or name); default: the caller's.")
 @click.option("--service", is_flag=True, help="Create a service account rather than a user.")
 @click.option("--email", default=None)
 @click.argument("name")
-@_command(users, "create")
-def users_create(obj: dict[str, Any], as_json: bool, name: str, email: str | None, service: bool) -> None:
+@command(users, "create")
+def users_create(
+    obj: Context, as_json: bool, name: str, email: str | None, service: bool, org: str | None
+) -> None:
     """Create a user (or, with --service, a service account)."""
-    body = {"kind": "service" if service else "user", "name": name, "email": email}
-    _out(_call(obj, "POST", "/principals", json=body), as_json, ["id", "kind", "name"])
+    body = {"kind": "service" if service else "user", "name": name, "email": email, "org": org}
+    out(call(obj, "POST", "/principals", json=body), as_json, _USER)
 
 
 @click.argument("principal_id")
-@_command(users, "disable")
-def users_disable(obj: dict[str, Any], as_json: bool, principal_id: str) -> None:
+@command(users, "show")
+def users_show(obj: Context, as_json: bool, principal_id: str) -> None:
+    """Show a user or service account and its role bindings."""
+    data = call(obj, "GET", f"/principals/{principal_id}")
+    if as_json:
+        out(data, True, [])
+        return
+    out(data, False, _USER)
+    for binding in data["bindings"]:
+        click.echo(f"  {binding['role']} in team {binding['team_id']}")
+
+
+@click.option("--enable", "enabled", flag_value=True, default=None, help="Enable a disabled principal.")
+@click.option("--disable", "enabled", flag_value=False, help="Disable it (all its keys stop working).")
+@click.option("--email", default=None, help="New e-mail ('' removes it).")
+@click.option("--name", default=None, help="New name.")
+@click.argument("principal_id")
+@command(users, "update")
+def users_update(
+    obj: Context, as_json: bool, principal_id: str, name: str | None, email: str | None, enabled: bool | None
+) -> None:
+    """Rename a user or service account, change its e-mail, enable or disable it."""
+    body: dict[str, Any] = {"name": name, "email": email}
+    if enabled is not None:
+        body["disabled"] = not enabled
+    body = {k: v for k, v in body.items() if v is not None}
+    out(call(obj, "PATCH", f"/principals/{principal_id}", json=body), as_json, _USER)
+
+
+@click.argument("principal_id")
+@command(users, "disable")
+def users_disable(obj: Context, as_json: bool, principal_id: str) -> None:
     """Disable a user or service account: all its keys stop working at once."""
-    _out(_call(obj, "DELETE", f"/principals/{principal_id}"), as_json, ["id", "name", "disabled_at"])
+    out(call(obj, "DELETE", f"/principals/{principal_id}"), as_json, ["id", "name", "disabled_at"])
 
 
+# API keys -------------------------------------------------------------------------------------------
 @click.option("--team", default=None, help="Only this team's keys.")
-@_command(keys, "list")
-def keys_list(obj: dict[str, Any], as_json: bool, team: str | None) -> None:
+@command(keys, "list")
+def keys_list(obj: Context, as_json: bool, team: str | None) -> None:
     """List API keys (never their secrets)."""
-    params = {"team": team} if team else {}
-    _out(
-        _call(obj, "GET", "/keys", params=params), as_json, ["id", "prefix", "name", "team_id", "revoked_at"]
-    )
+    out(call(obj, "GET", "/keys", params={"team": team} if team else {}), as_json, _KEY)
 
 
+@click.option("--expires-at", default=None, help="ISO date and time with a timezone (default: never).")
+@click.option("--model", "models", multiple=True, help="A model the key may use (repeat; default: all).")
 @click.option("--name", default=None, help="Key name (and service account name when one is created).")
 @click.option("--role", default=None, help="Create a service account with this role in --team for the key.")
 @click.option("--principal", "principal_id", default=None, help="Principal the key belongs to.")
 @click.option("--team", default=None, help="Team the key acts for (default: the caller's).")
-@_command(keys, "create")
+@command(keys, "create")
 def keys_create(
-    obj: dict[str, Any],
+    obj: Context,
     as_json: bool,
     team: str | None,
     principal_id: str | None,
     role: str | None,
     name: str | None,
+    models: tuple[str, ...],
+    expires_at: str | None,
 ) -> None:
     """Create an API key; its secret is printed once. With --role, for a new service account."""
     if role is not None:
         if principal_id is not None or team is None:
             raise click.UsageError("--role creates a service account: give --team, not --principal")
-        account = _call(
-            obj, "POST", "/principals", json={"kind": "service", "name": name or f"{team}-{role}"}
-        )
+        account = call(obj, "POST", "/principals", json={"kind": "service", "name": name or f"{team}-{role}"})
         principal_id = account["id"]
-        _call(obj, "POST", f"/teams/{team}/members", json={"principal_id": principal_id, "role": role})
-    body = {"team": team, "principal_id": principal_id, "name": name or "key"}
-    created = _call(obj, "POST", "/keys", json=body)
+        call(obj, "POST", f"/teams/{team}/members", json={"principal_id": principal_id, "role": role})
+    body: dict[str, Any] = {"team": team, "principal_id": principal_id, "name": name or "key"}
+    if models:
+        body["allowed_models"] = list(models)
+    if expires_at:
+        body["expires_at"] = expires_at
+    created = call(obj, "POST", "/keys", json=body)
     if as_json:
-        _out(created, True, [])
+        out(created, True, [])
         return
     click.echo(f"{created['key']}")
     click.echo(f"(key {created['id']} for team {created['team_id']}; the secret is shown only now)", err=True)
 
 
 @click.argument("key_id")
-@_command(keys, "revoke")
-def keys_revoke(obj: dict[str, Any], as_json: bool, key_id: str) -> None:
+@command(keys, "show")
+def keys_show(obj: Context, as_json: bool, key_id: str) -> None:
+    """Show an API key (never its secret)."""
+    out(call(obj, "GET", f"/keys/{key_id}"), as_json, [*_KEY, "allowed_models", "last_used_at"])
+
+
+@click.option("--all-models", is_flag=True, help="Let the key use every model its team may use.")
+@click.option("--model", "models", multiple=True, help="Models the key may use (repeat; replaces the list).")
+@click.option("--expires-at", default=None, help="ISO date and time with a timezone; 'never' removes it.")
+@click.option("--name", default=None, help="New name.")
+@click.argument("key_id")
+@command(keys, "update")
+def keys_update(
+    obj: Context,
+    as_json: bool,
+    key_id: str,
+    name: str | None,
+    expires_at: str | None,
+    models: tuple[str, ...],
+    all_models: bool,
+) -> None:
+    """Rename a key, change its expiry or the models it may use (applies at the next request)."""
+    if models and all_models:
+        raise click.UsageError("give --model or --all-models, not both")
+    body: dict[str, Any] = {} if name is None else {"name": name}
+    if expires_at is not None:
+        body["expires_at"] = None if expires_at == "never" else expires_at
+    if models or all_models:
+        body["allowed_models"] = list(models) if models else None
+    out(call(obj, "PATCH", f"/keys/{key_id}", json=body), as_json, [*_KEY, "allowed_models"])
+
+
+@click.argument("key_id")
+@command(keys, "revoke")
+def keys_revoke(obj: Context, as_json: bool, key_id: str) -> None:
     """Revoke an API key: refused from the next request on, on every replica."""
-    _out(_call(obj, "DELETE", f"/keys/{key_id}"), as_json, ["id", "name", "revoked_at"])
-
-
-@click.command("usage")
-@click.option("--since", default=None, help="ISO date or time (default: 31 days ago).")
-@click.option("--until", default=None, help="ISO date or time (default: now).")
-@click.option("--team", default=None, help="Team id or name.")
-@click.option("--model", default=None, help="Public model name.")
-@click.option(
-    "--group-by", default="day,model", show_default=True, help="Among day, team, model, principal..."
-)
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
-@json_option
-@server_options
-def usage(
-    since: str | None,
-    until: str | None,
-    team: str | None,
-    model: str | None,
-    group_by: str,
-    as_csv: bool,
-    as_json: bool,
-    url: str,
-    key: str | None,
-    data_dir: Path,
-) -> None:
-    """Usage sums over a period: your own, your team's (team admins) or everyone's (admins, auditors)."""
-    params = {"since": since, "until": until, "team": team, "model": model, "group_by": group_by}
-    params = {k: v for k, v in params.items() if v is not None}
-    if as_csv:
-        params["format"] = "csv"
-    obj = {"url": url, "key": key, "data_dir": data_dir}
-    data = _call(obj, "GET", "/usage", prefix="", params=params)
-    if as_csv:
-        click.echo(data, nl=False)
-        return
-    groups = data["group_by"]
-    _out(data, as_json, [*groups, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_eur"])
-
-
-_BUDGET_COLUMNS = [
-    "scope",
-    "target",
-    "period",
-    "limit_eur",
-    "spent_eur",
-    "reserved_eur",
-    "limit_tokens",
-    "spent_tokens",
-]
-
-
-def _flat(status: dict[str, Any]) -> dict[str, Any]:
-    budget = status["budget"]
-    return {
-        "id": budget["id"],
-        "scope": budget["scope"],
-        "target": budget["scope_id"],
-        "period": budget["period"],
-        "limit_eur": budget.get("limit_eur"),
-        "limit_tokens": budget.get("limit_tokens"),
-        **{k: v for k, v in status.items() if k != "budget"},
-    }
-
-
-@click.option("--team", default=None, help="Only this team's budget.")
-@_command(budgets, "show")
-def budgets_show(obj: dict[str, Any], as_json: bool, team: str | None) -> None:
-    """Budgets with what their current period has spent and holds in reservations."""
-    data = _call(obj, "GET", "/budgets", params={"team": team} if team else {})
-    _out(data if as_json else {"data": [_flat(x) for x in data["data"]]}, as_json, ["id", *_BUDGET_COLUMNS])
-
-
-@click.option("--tokens", "limit_tokens", type=int, default=None, help="Limit in tokens.")
-@click.option("--eur", "limit_eur", default=None, help="Limit in euros.")
-@click.option("--period", type=click.Choice(["daily", "monthly", "total"]), required=True)
-@click.option("--target", default=None, help="Team name or id, principal id or key id.")
-@click.option("--scope", type=click.Choice(["organisation", "team", "user", "key"]), required=True)
-@_command(budgets, "create")
-def budgets_create(
-    obj: dict[str, Any],
-    as_json: bool,
-    scope: str,
-    target: str | None,
-    period: str,
-    limit_eur: str | None,
-    limit_tokens: int | None,
-) -> None:
-    """Create a budget for a scope and period."""
-    body = {
-        "scope": scope,
-        "target": target,
-        "period": period,
-        "limit_eur": limit_eur,
-        "limit_tokens": limit_tokens,
-    }
-    _out(_flat(_call(obj, "POST", "/budgets", json=body)), as_json, ["id", *_BUDGET_COLUMNS])
-
-
-@click.argument("budget_id")
-@_command(budgets, "delete")
-def budgets_delete(obj: dict[str, Any], as_json: bool, budget_id: str) -> None:
-    """Delete a budget."""
-    _out(_call(obj, "DELETE", f"/budgets/{budget_id}"), as_json, ["id", "deleted"])
-
-
-@_command(limits, "list")
-def limits_list(obj: dict[str, Any], as_json: bool) -> None:
-    """List rate limits."""
-    columns = ["id", "scope", "scope_id", "requests_per_minute", "tokens_per_minute"]
-    _out(_call(obj, "GET", "/limits"), as_json, columns)
-
-
-@click.option("--tpm", type=int, default=None, help="Tokens per minute.")
-@click.option("--rpm", type=int, default=None, help="Requests per minute.")
-@click.option("--target", required=True, help="Key id, team name or id, or public model name.")
-@click.option("--scope", type=click.Choice(["key", "team", "model"]), required=True)
-@_command(limits, "create")
-def limits_create(
-    obj: dict[str, Any], as_json: bool, scope: str, target: str, rpm: int | None, tpm: int | None
-) -> None:
-    """Create a rate limit."""
-    body = {"scope": scope, "target": target, "requests_per_minute": rpm, "tokens_per_minute": tpm}
-    columns = ["id", "scope", "scope_id", "requests_per_minute", "tokens_per_minute"]
-    _out(_call(obj, "POST", "/limits", json=body), as_json, columns)
-
-
-@click.argument("limit_id")
-@_command(limits, "delete")
-def limits_delete(obj: dict[str, Any], as_json: bool, limit_id: str) -> None:
-    """Delete a rate limit."""
-    _out(_call(obj, "DELETE", f"/limits/{limit_id}"), as_json, ["id", "deleted"])
+    out(call(obj, "DELETE", f"/keys/{key_id}"), as_json, ["id", "name", "revoked_at"])

@@ -1,4 +1,4 @@
-"""Commands that talk to a running Socle server: ``socle chat`` and ``socle models``."""
+"""Talking to a running Socle server: the API client, its options and errors, and ``socle chat``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import orjson
 
 from socle.cli.options import json_option
 
-__all__ = ["api_client", "chat", "check_response", "models", "server_options"]
+__all__ = ["api_client", "chat", "check_response", "server_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,25 +124,3 @@ def _print_stream(response: httpx.Response, as_json: bool) -> None:
             click.echo(choice["delta"].get("content", ""), nl=False)
     if not as_json:
         click.echo()
-
-
-@click.command()
-@json_option
-@server_options
-def models(as_json: bool, url: str, key: str | None, data_dir: Path) -> None:
-    """List the models a running Socle server offers to this key."""
-    try:
-        with api_client(url, key, data_dir) as client:
-            response = client.get("/models")
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
-    check_response(response)
-    data = response.json()["data"]
-    if as_json:
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-        return
-    for model in data:
-        engines = ", ".join(
-            f"{e['name']} ({e['zone']}{'' if e['healthy'] else ', unhealthy'})" for e in model["engines"]
-        )
-        click.echo(f"{model['id']:<28} {'/'.join(model['capabilities']):<28} {engines}")

@@ -6,10 +6,11 @@ about a tenth of the gateway's CPU per request in the overhead benchmark.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 
 from socle.errors import AuthenticationError
 from socle.gateway.pipeline import Call
@@ -18,7 +19,15 @@ from socle.governance.identity import Principal
 from socle.governance.oidc import looks_like_jwt
 from socle.governance.rbac import ACTIONS, ensure_allowed
 
-__all__ = ["Authenticated", "NewCall", "ServicesDep", "get_services", "public", "require"]
+__all__ = [
+    "Authenticated",
+    "NewCall",
+    "ServicesDep",
+    "declared_actions",
+    "get_services",
+    "public",
+    "require",
+]
 
 
 async def get_services(request: Request) -> Services:
@@ -92,3 +101,21 @@ async def public() -> None:
 
 
 public.socle_action = None  # type: ignore[attr-defined]
+
+
+def declared_actions(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any, set[str | None]]]:
+    """Every route with its full path and the actions its dependencies declare (``None``: public), through
+    included routers (FastAPI may keep them lazily). Non-API routes (docs) declare nothing."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is not None:
+            yield from declared_actions(original.routes, prefix + route.include_context.prefix)
+            continue
+        found: set[str | None] = set()
+        stack = [route.dependant] if isinstance(route, APIRoute) else []
+        while stack:
+            dependant = stack.pop()
+            if dependant.call is not None and hasattr(dependant.call, "socle_action"):
+                found.add(dependant.call.socle_action)
+            stack.extend(dependant.dependencies)
+        yield prefix + getattr(route, "path", ""), route, found

@@ -1,6 +1,7 @@
 """The governed request pipeline: the order of steps lives here, where a reader sees it at once.
 
-    authenticate (dependency) ─► resolve model ─► authorize ─► validate ─► reserve ─► engine (via router)
+    authenticate (dependency) ─► resolve model ─► authorize (key, model access) ─► validate ─► reserve
+        ─► engine (via router)
         ◄─ record usage & metrics ◄─ settle or release ◄──────────────────────────────┘
 
 ``reserve`` (:meth:`Pipeline._reserve`) counts the request in its rate limits and reserves its worst
@@ -28,6 +29,7 @@ from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
 from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
+from socle.governance.access import ModelAccess
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
 from socle.governance.quotas import Hold, Quotas, prompt_bound
@@ -72,23 +74,31 @@ class Pipeline:
         metrics: Metrics,
         usage: UsageRecorder,
         quotas: Quotas | None = None,
+        access: ModelAccess | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
         self.metrics = metrics
         self.usage = usage
         self.quotas = quotas
+        self.access = access
 
     # Steps ----------------------------------------------------------------------------------------
-    def _admit(self, call: Call, model: str, max_tokens: int | None = None, n: int | None = None) -> Pool:
-        """Resolve the model and check the principal may use it; validate what engines cannot."""
+    async def _admit(
+        self, call: Call, model: str, max_tokens: int | None = None, n: int | None = None
+    ) -> Pool:
+        """Resolve the model and check the principal may use it (its key's ``allowed_models`` and its
+        team's model access); validate what engines cannot."""
         pool = self.router.resolve(model)
         call.pool = pool
-        allowed = call.principal.allowed_models
+        principal = call.principal
+        allowed = principal.allowed_models
         if allowed is not None and not ({pool.name, *pool.aliases} & allowed):
             raise PermissionDeniedError(
                 f"Your key may not use the model {pool.name!r}.", code="model_not_allowed", param="model"
             )
+        if self.access is not None:
+            await self.access.check(principal.team_id, principal.team_name, pool.name)
         if n is not None and n != 1:
             raise UnsupportedError("Only n=1 is supported.", param="n")
         if max_tokens is not None and max_tokens > self.settings.max_tokens_limit:
@@ -181,7 +191,7 @@ class Pipeline:
     async def chat(self, call: Call, body: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
         max_tokens = body.requested_max_tokens()
         try:
-            pool = self._admit(call, body.model, max_tokens, body.n)
+            pool = await self._admit(call, body.model, max_tokens, body.n)
             messages = _messages(body)
             max_tokens = await self._reserve(
                 call,
@@ -220,7 +230,7 @@ class Pipeline:
 
     async def completion(self, call: Call, body: CompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
         try:
-            pool = self._admit(call, body.model, body.max_tokens, body.n)
+            pool = await self._admit(call, body.model, body.max_tokens, body.n)
             prompt = _single_prompt(body)
             max_tokens = await self._reserve(call, pool, lambda: prompt_bound([prompt]), body.max_tokens)
         except SocleError as exc:
@@ -256,7 +266,7 @@ class Pipeline:
 
     async def embeddings(self, call: Call, body: EmbeddingRequest) -> dict[str, Any]:
         try:
-            pool = self._admit(call, body.model)
+            pool = await self._admit(call, body.model)
             texts = body.texts()
             if not texts or any(not isinstance(t, str) or not t for t in texts):
                 raise BadRequestError(

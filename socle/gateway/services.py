@@ -17,6 +17,7 @@ from socle.engines import build_engine
 from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
 from socle.gateway.pipeline import Pipeline
+from socle.governance.access import ModelAccess
 from socle.governance.alerts import Alerts, build_sinks
 from socle.governance.directory import Directory
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
@@ -44,9 +45,11 @@ class Services:
     bootstrap: BootstrapResult
     alerts: Alerts
     quotas: Quotas
-    directory: Directory
-    """Teams, principals and role bindings, for the admin routes."""
     """Budgets and rate limits: ``quotas.budgets`` and ``quotas.limits`` manage them."""
+    directory: Directory
+    """Organisations, teams, principals and role bindings, for the admin routes."""
+    access: ModelAccess
+    """Which teams may use which models (grants, cached for ``governance_cache_s``)."""
     _stack: AsyncExitStack
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
@@ -87,6 +90,9 @@ class Services:
             usage = UsageRecorder(db, settings.usage_flush_interval_s)
             await usage.start()
             stack.push_async_callback(usage.aclose)
+            access = ModelAccess(
+                db, default=settings.model_access.default, cache_s=settings.governance_cache_s
+            )
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
@@ -97,11 +103,12 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage, quotas),
+                pipeline=Pipeline(settings, router, metrics, usage, quotas, access),
                 bootstrap=result,
                 alerts=alerts,
                 directory=Directory(db, incompatible_roles=settings.incompatible_roles),
                 quotas=quotas,
+                access=access,
                 _stack=stack.pop_all(),
                 oidc=oidc,
             )

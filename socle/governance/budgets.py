@@ -88,7 +88,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from socle.errors import BadRequestError, BudgetExceededError, NotFoundError
+from socle.errors import BadRequestError, BudgetExceededError, ConflictError, NotFoundError
 from socle.governance.identity import Principal
 from socle.governance.money import (
     EurAmount,
@@ -361,7 +361,7 @@ class BudgetStore:
                 session.add(row)
                 await session.flush()
         except IntegrityError as exc:
-            raise BadRequestError(
+            raise ConflictError(
                 f"The {scope} {scope_id} already has a {period} budget; update it instead.",
                 code="budget_exists",
             ) from exc

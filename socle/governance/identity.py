@@ -35,7 +35,7 @@ import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,6 +76,7 @@ ADMIN_PRINCIPAL = "admin"
 BOOTSTRAP_LOCK = "socle.bootstrap"
 _MAX_KEY_LENGTH = 512  # longer bearer tokens are refused before hashing
 _MAX_TOUCH_MEMO = 100_000
+_KEY_CHANGES = frozenset({"name", "expires_at", "allowed_models", "ip_allowlist"})
 
 
 # Keys -------------------------------------------------------------------------------------------
@@ -339,6 +340,40 @@ class KeyStore:
                 raise NotFoundError(f"No API key with id {key_id!r}.", code="api_key_not_found")
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
+            return ApiKeyRecord.from_row(row)
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord:
+        async with self._db.session() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFoundError(f"No API key with id {key_id!r}.", code="api_key_not_found")
+            return ApiKeyRecord.from_row(row)
+
+    async def update_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKeyRecord:
+        """Change a key's ``name``, ``expires_at``, ``allowed_models`` or ``ip_allowlist`` (``None``
+        lifts a restriction). Applies from the next request on every replica (keys are not cached)."""
+        unknown = set(changes) - _KEY_CHANGES
+        if unknown:
+            raise BadRequestError(f"Cannot change {', '.join(sorted(unknown))} of a key.")
+        async with self._db.session() as session:
+            row = await session.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"No API key with id {key_id!r}.", code="api_key_not_found")
+            name = changes.get("name", row.name)
+            expires_at = changes.get("expires_at", row.expires_at)
+            allowed = changes.get("allowed_models", row.allowed_models)
+            networks = changes.get("ip_allowlist", row.ip_allowlist)
+            allowed = None if allowed is None else sorted(set(allowed))
+            networks = None if networks is None else list(dict.fromkeys(networks))
+            _check_key_options(
+                name, self._clock(), expires_at if "expires_at" in changes else None, allowed, networks
+            )
+            row.name, row.expires_at, row.allowed_models, row.ip_allowlist = (
+                name,
+                expires_at,
+                allowed,
+                networks,
+            )
             return ApiKeyRecord.from_row(row)
 
     async def list_keys(

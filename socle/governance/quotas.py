@@ -484,8 +484,15 @@ class Quotas:
         return [b for scope in scopes for b in config.budgets.get(scope, ())]
 
     def _buckets_for(self, config: _Config, principal: Principal, model: str) -> list[Bucket]:
+        team = principal.team_name
+        scopes = (
+            ("key", principal.key_id, f"key {principal.key_id}"),
+            ("team", principal.team_id, f"team {team}"),
+            ("model", model, f"model {model}"),
+            ("team_model", f"{principal.team_id}:{model}", f"team {team} on model {model}"),
+        )
         buckets = []
-        for scope, scope_id in (("key", principal.key_id), ("team", principal.team_id), ("model", model)):
+        for scope, scope_id, label in scopes:
             limit = config.limits.get((scope, scope_id))
             rpm, tpm = (
                 (limit.requests_per_minute, limit.tokens_per_minute)
@@ -493,8 +500,7 @@ class Quotas:
                 else self._defaults.get(scope, (None, None))
             )
             if rpm is not None or tpm is not None:
-                name = principal.team_name if scope == "team" else scope_id
-                buckets.append(Bucket(f"{scope}:{scope_id}", f"{scope} {name}", rpm, tpm))
+                buckets.append(Bucket(f"{scope}:{scope_id}", label, rpm, tpm))
         return buckets
 
     # Estimates --------------------------------------------------------------------------------

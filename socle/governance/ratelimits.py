@@ -1,12 +1,13 @@
 """Rate limits: requests and tokens per minute, per key, team and model, shared by every replica.
 
 Limits
-    A limit (table ``rate_limits``) allows one *scope* (``key``, ``team``, or ``model``: a public model
-    name, whoever calls it) some requests per minute (RPM) and/or tokens per minute (TPM). A key or team
-    without its own limit gets the defaults of the settings (``default_key_rpm`` and so on), if any. A
-    request is admitted only if every limit that applies (its key's, its team's, its model's) admits it;
-    otherwise 429 with ``Retry-After`` and an OpenAI-style error naming the limit (code
-    ``rate_limit_exceeded``).
+    A limit (table ``rate_limits``) allows one *scope* some requests per minute (RPM) and/or tokens per
+    minute (TPM): ``key``, ``team``, ``model`` (a public model name, whoever calls it) or ``team_model``
+    (one team on one model; ``scope_id`` is ``<team id>:<model name>``, and team ids hold no colon). A
+    key or team without its own limit gets the defaults of the settings (``default_key_rpm`` and so
+    on), if any. A request is admitted only if every limit that applies (its key's, its team's, its
+    model's, its team's on its model) admits it; otherwise 429 with ``Retry-After`` and an OpenAI-style
+    error naming the limit (code ``rate_limit_exceeded``).
 
 Sliding window
     Each limited scope is a *bucket* with one counter per wall-clock minute (requests and tokens). A
@@ -53,7 +54,14 @@ from sqlalchemy import BigInteger, Connection, Insert, String, and_, bindparam, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from socle.errors import BadRequestError, ConfigError, NotFoundError, RateLimitError, StorageError
+from socle.errors import (
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    RateLimitError,
+    StorageError,
+)
 from socle.storage.db import Database
 from socle.storage.models import ApiKeyRow, Base, RateLimitCounterRow, RateLimitRow, TeamRow
 from socle.storage.types import new_id, utcnow
@@ -74,8 +82,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LimitScope = Literal["key", "team", "model"]
-LIMIT_SCOPES: tuple[LimitScope, ...] = ("key", "team", "model")
+LimitScope = Literal["key", "team", "model", "team_model"]
+LIMIT_SCOPES: tuple[LimitScope, ...] = ("key", "team", "model", "team_model")
 WINDOW_MS = 60_000
 _SCOPE_TABLES: dict[str, Any] = {"key": ApiKeyRow, "team": TeamRow}
 
@@ -205,7 +213,8 @@ class RateLimitStore:
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
     ) -> RateLimit:
-        """Limit one key or team (by id) or one public model (by name).
+        """Limit one key or team (by id), one public model (by name), or one team on one model
+        (``team_model``, ``"<team id>:<model>"``).
 
         Raises :class:`NotFoundError` for an unknown key or team and :class:`BadRequestError` for
         invalid values or if the scope already has a limit.
@@ -223,8 +232,16 @@ class RateLimitStore:
         try:
             async with self._db.session() as session:
                 table = _SCOPE_TABLES.get(scope)
-                if table is not None and await session.get(table, scope_id) is None:
-                    raise NotFoundError(f"No {scope} with id {scope_id!r}.", code=f"{scope}_not_found")
+                row_id = scope_id
+                if scope == "team_model":
+                    table, (row_id, _, model) = TeamRow, scope_id.partition(":")
+                    if not model:
+                        raise BadRequestError(
+                            "A team_model limit's scope_id is '<team id>:<model>'.", param="scope_id"
+                        )
+                if table is not None and await session.get(table, row_id) is None:
+                    what = "team" if scope == "team_model" else scope
+                    raise NotFoundError(f"No {what} with id {row_id!r}.", code=f"{what}_not_found")
                 row = RateLimitRow(
                     id=new_id(),
                     scope=scope,
@@ -237,7 +254,7 @@ class RateLimitStore:
                 session.add(row)
                 await session.flush()
         except IntegrityError as exc:
-            raise BadRequestError(
+            raise ConflictError(
                 f"The {scope} {scope_id} already has a rate limit; update it instead.",
                 code="rate_limit_exists",
             ) from exc

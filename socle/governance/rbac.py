@@ -1,9 +1,10 @@
 """Role-based access control, deny by default. Actions and roles are declared data.
 
 Every route declares the one action it needs (:func:`socle.gateway.deps.require`); a principal may
-perform an action if one of its roles in the team its key acts for grants it. The ``admin`` role is
-organisation-wide. Nothing is allowed that a role does not list, and a route without a declared
-action is a bug that a test catches (``tests/gateway/test_rbac.py`` enumerates every route).
+perform an action if one of its roles in the team its key acts for grants it. The ``admin`` role runs
+the platform: every team of every organisation. Nothing is allowed that a role does not list, and a
+route without a declared action is a bug that a test catches (``tests/gateway/test_rbac.py``
+enumerates every route).
 
 Roles bundle actions:
 
@@ -64,13 +65,16 @@ _ACTIONS: Final = (
     Action("knowledge.read", "Search and question the knowledge collections one may read."),
     Action("knowledge.write", "Create collections and upload or delete documents."),
     Action("keys.manage", "Create, list and revoke API keys of the team."),
-    Action("team.manage", "Manage the team's members and role bindings."),
+    Action("team.manage", "Manage the team's members and role bindings; read its model access."),
     Action("budget.manage", "Set budgets and rate limits."),
     Action("usage.read", "Read one's own usage."),
     Action("usage.read_team", "Read the usage of the whole team."),
     Action("usage.read_all", "Read the usage of every team."),
     Action("audit.read", "Read the audit trail and verify it."),
-    Action("admin", "Manage the organisation: teams, users, service accounts, engines, model access."),
+    Action(
+        "admin",
+        "Run the platform: organisations, teams, users, service accounts, model access, alerts.",
+    ),
 )
 ACTIONS: Final = MappingProxyType({a.name: a for a in _ACTIONS})
 """Every action a route may require, by name."""

@@ -7,6 +7,7 @@ code hands out frozen dataclasses, never these rows: rows are tied to a session,
 Identity, as the next issues (teams, roles, budgets, audit) will extend it::
 
     organisations ─< teams ─< team_members >─ principals ─< api_keys >─ teams
+                     teams ─< model_grants (public model names)
                                                           usage_records (append-only ledger)
 
 - A *principal* is who acts: a person (``user``) or a program (``service``). ``external_subject``
@@ -54,6 +55,7 @@ __all__ = [
     "BudgetReservationItemRow",
     "BudgetReservationRow",
     "BudgetRow",
+    "ModelGrantRow",
     "OrganisationRow",
     "PrincipalRow",
     "RateLimitCounterRow",
@@ -255,12 +257,13 @@ class BudgetReservationItemRow(Base):
 
 
 class RateLimitRow(Base):
-    """Requests and/or tokens per minute allowed to one key, team or model (``scope_id``: its id or name)."""
+    """Requests and/or tokens per minute allowed to one key, team or model (``scope_id``: its id or name),
+    or to one team on one model (``team_model``, ``scope_id``: ``<team id>:<model name>``)."""
 
     __tablename__ = "rate_limits"
     __table_args__ = (
         UniqueConstraint("scope", "scope_id"),
-        CheckConstraint("scope IN ('key', 'team', 'model')", name="scope"),
+        CheckConstraint("scope IN ('key', 'team', 'model', 'team_model')", name="scope"),
         CheckConstraint("requests_per_minute IS NOT NULL OR tokens_per_minute IS NOT NULL", name="has_limit"),
     )
 
@@ -282,6 +285,17 @@ class RateLimitCounterRow(Base):
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     requests: Mapped[int] = mapped_column(BigInteger)
     tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelGrantRow(Base):
+    """A team may use a public model (see :mod:`socle.governance.access`)."""
+
+    __tablename__ = "model_grants"
+    __table_args__ = (Index(None, "model"),)
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = _created_at()
 
 
 class AlertRow(Base):

@@ -96,4 +96,128 @@ def test_separation_of_duties_and_disable(server: RunningServer) -> None:
             assert eve_client.get("/models").status_code == 403  # auditors use no models
             assert admin.delete(f"/admin/principals/{eve['id']}").json()["disabled_at"]
             assert eve_client.get("/models").json()["error"]["code"] == "principal_disabled"
-        assert admin.delete("/admin/teams/audit").status_code == 400  # it still has a key
+        assert admin.delete("/admin/teams/audit").status_code == 409  # it still has a key
+
+
+def test_organisations(server: RunningServer) -> None:
+    with _client(server, server.admin_key) as admin:
+        assert [o["name"] for o in admin.get("/admin/organisations").json()["data"]] == ["default"]
+        acme = admin.post("/admin/organisations", json={"name": "acme"})
+        assert acme.status_code == 201, acme.text
+        acme_id = acme.json()["id"]
+        assert admin.post("/admin/organisations", json={"name": "acme"}).status_code == 409
+        assert admin.get("/admin/organisations/acme").json()["id"] == acme_id
+        assert admin.get(f"/admin/organisations/{acme_id}").json()["name"] == "acme"
+        assert admin.get("/admin/organisations/nope").json()["error"]["code"] == "organisation_not_found"
+
+        # Teams belong to an organisation: the caller's by default, or the one named.
+        team = admin.post("/admin/teams", json={"name": "research", "org": "acme"}).json()
+        assert team["org_id"] == acme_id
+        home = admin.post("/admin/teams", json={"name": "research"}).json()  # same name, default org
+        assert home["org_id"] != acme_id
+        ambiguous = admin.get("/admin/teams/research/members")
+        assert ambiguous.status_code == 400 and ambiguous.json()["error"]["code"] == "ambiguous_team"
+        assert [t["id"] for t in admin.get("/admin/teams", params={"org": "acme"}).json()["data"]] == [
+            team["id"]
+        ]
+        assert admin.post("/admin/teams", json={"name": "x", "org": "nope"}).status_code == 404
+
+        # Principals too, and they may only be bound to teams of their own organisation.
+        carol = admin.post("/admin/principals", json={"kind": "user", "name": "Carol", "org": "acme"}).json()
+        assert carol["org_id"] == acme_id
+        cross = admin.post(
+            f"/admin/teams/{home['id']}/members", json={"principal_id": carol["id"], "role": "member"}
+        )
+        assert cross.status_code == 400 and cross.json()["error"]["code"] == "other_organisation"
+        bound = admin.post(
+            f"/admin/teams/{team['id']}/members", json={"principal_id": carol["id"], "role": "member"}
+        )
+        assert bound.status_code == 201
+        listed = admin.get("/admin/principals", params={"org": "acme"}).json()["data"]
+        assert [p["name"] for p in listed] == ["Carol"]
+
+        # An organisation budget may name its organisation.
+        budget = admin.post(
+            "/admin/budgets",
+            json={"scope": "organisation", "target": "acme", "period": "monthly", "limit_eur": "10"},
+        )
+        assert budget.status_code == 201 and budget.json()["budget"]["scope_id"] == acme_id
+
+        renamed = admin.patch("/admin/organisations/acme", json={"name": "acme-eu"})
+        assert renamed.status_code == 200 and renamed.json()["name"] == "acme-eu"
+        in_use = admin.delete("/admin/organisations/acme-eu")
+        assert in_use.status_code == 409 and in_use.json()["error"]["code"] == "organisation_in_use"
+        assert "1 team(s)" in in_use.json()["error"]["message"]
+        assert admin.delete(f"/admin/teams/{team['id']}").status_code == 200
+        assert admin.delete("/admin/organisations/acme-eu").status_code == 409  # Carol is still in it
+        empty = admin.post("/admin/organisations", json={"name": "empty"}).json()
+        assert admin.delete("/admin/organisations/empty").json() == {
+            "deleted": True,
+            "id": empty["id"],
+            "name": "empty",
+        }
+        assert admin.get("/admin/organisations/empty").status_code == 404
+
+
+def test_updates_of_teams_principals_and_keys(server: RunningServer) -> None:
+    with _client(server, server.admin_key) as admin:
+        admin.post("/admin/teams", json={"name": "research"})
+        renamed = admin.patch("/admin/teams/research", json={"name": "labs"})
+        assert renamed.status_code == 200 and renamed.json()["name"] == "labs"
+        assert admin.get("/admin/teams/labs").json()["id"] == renamed.json()["id"]
+        assert admin.patch("/admin/teams/labs", json={"name": "admin"}).status_code == 409
+
+        bob = admin.post("/admin/principals", json={"kind": "user", "name": "Bob", "email": "b@x.eu"}).json()
+        admin.post("/admin/teams/labs/members", json={"principal_id": bob["id"], "role": "member"})
+        shown = admin.get(f"/admin/principals/{bob['id']}").json()
+        assert shown["email"] == "b@x.eu" and [b["role"] for b in shown["bindings"]] == ["member"]
+        changed = admin.patch(f"/admin/principals/{bob['id']}", json={"name": "Robert", "email": ""}).json()
+        assert (changed["name"], changed["email"]) == ("Robert", None)
+
+        created = admin.post(
+            "/admin/keys", json={"principal_id": bob["id"], "team": "labs", "name": "k"}
+        ).json()
+        with _client(server, created["key"]) as bob_client:
+            assert bob_client.post("/chat/completions", json=CHAT).status_code == 200
+            limited = admin.patch(
+                f"/admin/keys/{created['id']}", json={"allowed_models": ["slow-chat"], "name": "k2"}
+            )
+            assert limited.status_code == 200 and limited.json()["allowed_models"] == ["slow-chat"]
+            assert limited.json()["name"] == "k2" and "key" not in limited.json()
+            refused = bob_client.post("/chat/completions", json=CHAT)  # applies at the next request
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+            lifted = admin.patch(f"/admin/keys/{created['id']}", json={"allowed_models": None})
+            assert lifted.json()["allowed_models"] is None
+            assert (
+                admin.patch(
+                    f"/admin/keys/{created['id']}", json={"expires_at": "2000-01-01T00:00:00Z"}
+                ).status_code
+                == 400
+            )
+            assert admin.get(f"/admin/keys/{created['id']}").json()["name"] == "k2"
+
+            assert admin.patch(f"/admin/principals/{bob['id']}", json={"disabled": True}).json()[
+                "disabled_at"
+            ]
+            assert bob_client.post("/chat/completions", json=CHAT).status_code == 401
+            assert (
+                admin.patch(f"/admin/principals/{bob['id']}", json={"disabled": False}).json()["disabled_at"]
+                is None
+            )
+            assert bob_client.post("/chat/completions", json=CHAT).status_code == 200
+
+        # A team admin manages the keys of their own team only.
+        lead = admin.post("/admin/principals", json={"kind": "user", "name": "Lead"}).json()
+        admin.post("/admin/teams/labs/members", json={"principal_id": lead["id"], "role": "team-admin"})
+        lead_key = admin.post("/admin/keys", json={"principal_id": lead["id"], "team": "labs"}).json()["key"]
+        admin_key_id = admin.get("/admin/keys", params={"team": "admin"}).json()["data"][0]["id"]
+    with _client(server, lead_key) as lead_client:
+        assert lead_client.get(f"/admin/keys/{created['id']}").status_code == 200
+        assert lead_client.get("/admin/teams/labs").status_code == 200
+        assert lead_client.get("/admin/teams/admin").json()["error"]["code"] == "other_team"
+        for method in ("GET", "PATCH", "DELETE"):
+            response = lead_client.request(
+                method, f"/admin/keys/{admin_key_id}", json={} if method == "PATCH" else None
+            )
+            assert response.status_code == 404, (method, response.text)
+        assert lead_client.patch("/admin/teams/labs", json={"name": "mine"}).status_code == 403

@@ -85,3 +85,47 @@ def test_rate_limit_set_by_admin_is_enforced(server: RunningServer) -> None:
         assert limited.json()["error"]["code"] == "rate_limit_exceeded" and "retry-after" in limited.headers
         assert admin.delete(f"/admin/limits/{created.json()['id']}").status_code == 200
         assert admin.post("/chat/completions", json=CHAT).status_code == 200
+
+
+def test_team_and_model_limit_through_the_api(server: RunningServer) -> None:
+    with _client(server, server.admin_key) as admin:
+        admin.post("/admin/teams", json={"name": "research"})
+        lead = admin.post("/admin/principals", json={"kind": "user", "name": "lead"}).json()
+        admin.post("/admin/teams/research/members", json={"principal_id": lead["id"], "role": "team-admin"})
+        key = admin.post("/admin/keys", json={"principal_id": lead["id"], "team": "research"}).json()["key"]
+        bad = admin.post(
+            "/admin/limits", json={"scope": "team_model", "target": "research", "requests_per_minute": 1}
+        )
+        assert bad.status_code == 400
+        unknown = admin.post(
+            "/admin/limits", json={"scope": "team_model", "target": "research:nope", "requests_per_minute": 1}
+        )
+        assert unknown.status_code == 404
+        created = admin.post(
+            "/admin/limits",
+            json={"scope": "team_model", "target": "research:priced", "requests_per_minute": 1},
+        )
+        assert created.status_code == 201, created.text
+        limit = created.json()
+        assert limit["scope_id"].endswith(":priced")
+    with _client(server, key) as team:
+        assert team.post("/chat/completions", json=CHAT).status_code == 200
+        refused = team.post("/chat/completions", json=CHAT)
+        assert refused.status_code == 429 and "retry-after" in refused.headers
+        assert "on team research on model priced" in refused.json()["error"]["message"]
+        assert [x["id"] for x in team.get("/admin/limits").json()["data"]] == [limit["id"]]  # their team's
+        raise_own = team.patch(f"/admin/limits/{limit['id']}", json={"requests_per_minute": 100})
+        assert raise_own.status_code == 403 and raise_own.json()["error"]["code"] == "admin_only"
+        own = team.post(
+            "/admin/limits",
+            json={"scope": "team_model", "target": "research:priced", "requests_per_minute": 9},
+        )
+        assert own.status_code == 403
+    with _client(server, server.admin_key) as admin:
+        assert admin.post("/chat/completions", json=CHAT).status_code == 200  # the admin team is not limited
+        changed = admin.patch(f"/admin/limits/{limit['id']}", json={"requests_per_minute": 100})
+        assert changed.status_code == 200 and changed.json()["requests_per_minute"] == 100
+        dropped = admin.patch(f"/admin/limits/{limit['id']}", json={"requests_per_minute": None})
+        assert dropped.status_code == 400  # a limit needs one kind
+    with _client(server, key) as team:
+        assert team.post("/chat/completions", json=CHAT).status_code == 200

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from socle.config import load_settings
 from socle.errors import BadRequestError
 from socle.gateway.app import create_app
+from socle.gateway.deps import declared_actions
 from socle.governance.rbac import ACTIONS, ROLES, allowed, check_compatible
 from socle.testing.server import RunningServer, run_server
 from tests.conftest import ADMIN_KEY, fake_engines
@@ -20,35 +21,13 @@ from tests.conftest import ADMIN_KEY, fake_engines
 FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
 
 
-def _declared(route: APIRoute) -> list[str | None]:
-    found: list[str | None] = []
-    stack = [route.dependant]
-    while stack:
-        dependant = stack.pop()
-        if dependant.call is not None and hasattr(dependant.call, "socle_action"):
-            found.append(dependant.call.socle_action)
-        stack.extend(dependant.dependencies)
-    return found
-
-
-def _flatten(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every route with its full path, through included routers (FastAPI may keep them lazily)."""
-    for route in routes:
-        original = getattr(route, "original_router", None)
-        if original is not None:
-            yield from _flatten(original.routes, prefix + route.include_context.prefix)
-        else:
-            yield prefix + getattr(route, "path", ""), route
-
-
 def _api_routes() -> list[tuple[str, str, str | None]]:
     app = create_app(load_settings(None, environ={}))
     routes = []
-    for path, route in _flatten(app.routes):
+    for path, route, declared in declared_actions(app.routes):
         if not isinstance(route, APIRoute):
             assert path in FRAMEWORK_ROUTES, f"unexpected non-API route {route}"
             continue
-        declared = set(_declared(route))
         assert len(declared) == 1, f"{path} must declare exactly one action, found {declared or 'none'}"
         action = declared.pop()
         routes.extend((method, path, action) for method in sorted(route.methods))

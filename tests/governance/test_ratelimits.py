@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,56 @@ async def test_an_unreachable_database_fails_closed_unless_configured_open(
         await opened.aclose()
     finally:
         await dead.close()
+
+
+async def test_team_and_model_limits(make_quotas: Any, database: Database, alice: Principal) -> None:
+    """A team_model limit counts one team's requests to one model only, and the 429 names both."""
+    quotas = make_quotas()
+    _, bob = await make_tenant(database, "sales", member="bob")
+    _, carol = await make_tenant(database, "research-2", member="carol")
+    limits = quotas.limits
+    limit = await limits.create_limit("team_model", f"{alice.team_id}:big", requests_per_minute=2)
+    assert (await limits.list_limits(scope="team_model"))[0].scope_id == f"{alice.team_id}:big"
+    with pytest.raises(NotFoundError):
+        await limits.create_limit("team_model", "01NOSUCHTEAM0000000000000:big", requests_per_minute=1)
+    with pytest.raises(BadRequestError, match="<team id>:<model>"):
+        await limits.create_limit("team_model", alice.team_id, requests_per_minute=1)
+    for _ in range(2):
+        assert await quotas.admit(alice, "big", worst()) is not None
+    with pytest.raises(RateLimitError, match="requests per minute on team research on model big: 2/2") as hit:
+        await quotas.admit(alice, "big", worst())
+    assert hit.value.code == "rate_limit_exceeded" and int(hit.value.headers["Retry-After"]) >= 1
+    assert await quotas.admit(alice, "small", worst()) is None  # another model: no limit applies
+    assert await quotas.admit(bob, "big", worst()) is None  # another team: no limit applies
+    assert await quotas.admit(carol, "big", worst()) is None
+    await limits.update_limit(limit.id, requests_per_minute=None, tokens_per_minute=1000)
+    quotas.invalidate()
+    assert await quotas.admit(alice, "big", worst(900)) is not None
+    with pytest.raises(RateLimitError, match="tokens per minute on team research on model big"):
+        await quotas.admit(alice, "big", worst(200))
+
+
+async def test_team_and_model_limit_under_concurrency_across_replicas(
+    make_quotas: Any, database: Database, database_url: str, alice: Principal
+) -> None:
+    """RPM 7 for (team, model), 24 concurrent requests from two keys of the team on two replicas:
+    exactly 7 pass; requests to another model are not counted."""
+    _, other_key = await make_tenant(database, "ops", member="dave")
+    teammate = replace(other_key, team_id=alice.team_id, team_name=alice.team_name)
+    other = Database(database_url)
+    try:
+        replicas = [make_quotas(), make_quotas(other)]
+        await replicas[0].limits.create_limit("team_model", f"{alice.team_id}:big", requests_per_minute=7)
+
+        async def attempt(index: int) -> bool:
+            who = alice if index % 3 else teammate
+            try:
+                await replicas[index % 2].admit(who, "big" if index < 24 else "small", worst())
+            except RateLimitError:
+                return False
+            return True
+
+        results = await asyncio.gather(*(attempt(i) for i in range(30)))
+        assert sum(results[:24]) == 7 and all(results[24:])
+    finally:
+        await other.close()

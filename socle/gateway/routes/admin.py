@@ -1,8 +1,10 @@
-"""The admin API: teams, principals (users and service accounts), role bindings and API keys.
+"""The admin API: organisations, teams, principals (users and service accounts), role bindings and
+API keys.
 
 Each route declares its action. Team-scoped actions (``keys.manage``, ``team.manage``) are granted by
 a role in the team the caller's key acts for; such callers may act on that team only. The ``admin``
-role is organisation-wide. A new key's secret is in the creation response only, never again.
+role runs the platform: every organisation. A new key's secret is in the creation response only,
+never again.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from starlette.responses import Response
 from socle.errors import NotFoundError, PermissionDeniedError
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
-from socle.governance.directory import Directory
+from socle.gateway.services import Services
+from socle.governance.directory import Directory, TeamRecord
 from socle.governance.identity import ApiKeyRecord, Principal
 from socle.governance.rbac import ROLES
 
-__all__ = ["router"]
+__all__ = ["DirectoryDep", "router", "team_of"]
 
 router = APIRouter(prefix="/v1/admin", tags=["Administration"])
 
@@ -34,19 +37,46 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._ -]*$"
+_ORG_HELP = "Organisation id or name; default: the caller's."
+
+
+class OrgIn(_Body):
+    name: str = Field(min_length=1, max_length=200, pattern=_NAME)
+
+
 class TeamIn(_Body):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+    name: str = Field(min_length=1, max_length=200, pattern=_NAME)
+    org: str | None = Field(default=None, description=_ORG_HELP)
+
+
+class TeamPatch(_Body):
+    name: str = Field(min_length=1, max_length=200, pattern=_NAME)
 
 
 class PrincipalIn(_Body):
     kind: Literal["user", "service"]
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=320)
+    org: str | None = Field(default=None, description=_ORG_HELP)
+
+
+class PrincipalPatch(_Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320, description="Empty string: no e-mail.")
+    disabled: bool | None = Field(default=None, description="true disables (all keys stop); false enables.")
 
 
 class BindingIn(_Body):
     principal_id: str
     role: str
+
+
+class KeyPatch(_Body):
+    name: str | None = Field(default=None, max_length=200)
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = None
+    ip_allowlist: list[str] | None = None
 
 
 class KeyIn(_Body):
@@ -63,6 +93,22 @@ async def _directory(services: ServicesDep) -> Directory:
 
 
 DirectoryDep = Annotated[Directory, Depends(_directory)]
+
+
+def _org_scope(caller: Principal) -> str | None:
+    """The organisation a caller's lookups are confined to: none for admins (they run the platform)."""
+    return None if "admin" in caller.roles else caller.org_id
+
+
+async def _org_id(directory: Directory, caller: Principal, ref: str | None) -> str:
+    return caller.org_id if ref is None else (await directory.get_org(ref)).id
+
+
+async def team_of(directory: Directory, caller: Principal, ref: str) -> TeamRecord:
+    """The team ``ref`` names, which the caller must be allowed to act on (its own, or any for admins)."""
+    team = await directory.get_team(_org_scope(caller), ref)
+    _scoped(caller, team.id)
+    return team
 
 
 def _scoped(principal: Principal, team_id: str) -> None:
@@ -95,41 +141,108 @@ def _asdict(record: Any, kind: str) -> dict[str, Any]:
     return {"object": kind, **{name: getattr(record, name) for name in record.__slots__}}
 
 
+# Organisations ------------------------------------------------------------------------------------------
+@router.get("/organisations", summary="List organisations")
+async def list_orgs(caller: Admin, directory: DirectoryDep) -> Response:
+    return listing([_asdict(o, "organisation") for o in await directory.list_orgs()])
+
+
+@router.post("/organisations", status_code=201, summary="Create an organisation")
+async def create_org(body: OrgIn, caller: Admin, directory: DirectoryDep) -> Response:
+    return JSONBytes(_asdict(await directory.create_org(body.name), "organisation"), status_code=201)
+
+
+@router.get("/organisations/{org}", summary="Show an organisation (by id or name)")
+async def get_org(org: str, caller: Admin, directory: DirectoryDep) -> Response:
+    return JSONBytes(_asdict(await directory.get_org(org), "organisation"))
+
+
+@router.patch("/organisations/{org}", summary="Rename an organisation")
+async def update_org(org: str, body: OrgIn, caller: Admin, directory: DirectoryDep) -> Response:
+    return JSONBytes(_asdict(await directory.rename_org(org, body.name), "organisation"))
+
+
+@router.delete("/organisations/{org}", summary="Delete an organisation without teams or principals (409)")
+async def delete_org(org: str, caller: Admin, directory: DirectoryDep) -> Response:
+    record = await directory.delete_org(org)
+    return JSONBytes({"deleted": True, "id": record.id, "name": record.name})
+
+
 # Teams --------------------------------------------------------------------------------------------------
-@router.get("/teams", summary="List teams")
-async def list_teams(caller: Admin, directory: DirectoryDep) -> Response:
-    return listing([_asdict(t, "team") for t in await directory.list_teams(caller.org_id)])
+@router.get("/teams", summary="List teams (of every organisation, or of ?org=)")
+async def list_teams(
+    caller: Admin,
+    directory: DirectoryDep,
+    org: Annotated[str | None, Query(description="Organisation id or name")] = None,
+) -> Response:
+    org_id = (await directory.get_org(org)).id if org else None
+    return listing([_asdict(t, "team") for t in await directory.list_teams(org_id)])
 
 
-@router.post("/teams", status_code=201, summary="Create a team")
+@router.post("/teams", status_code=201, summary="Create a team (in the caller's organisation, or in org)")
 async def create_team(body: TeamIn, caller: Admin, directory: DirectoryDep) -> Response:
-    team = await directory.create_team(caller.org_id, body.name)
+    team = await directory.create_team(await _org_id(directory, caller, body.org), body.name)
     return JSONBytes(_asdict(team, "team"), status_code=201)
 
 
-@router.delete("/teams/{team}", summary="Delete a team without keys")
-async def delete_team(team: str, caller: Admin, directory: DirectoryDep) -> Response:
-    await directory.delete_team(caller.org_id, team)
-    return JSONBytes({"deleted": True, "team": team})
+@router.get("/teams/{team}", summary="Show a team (a team admin: their own)")
+async def get_team(team: str, caller: TeamManager, directory: DirectoryDep) -> Response:
+    return JSONBytes(_asdict(await team_of(directory, caller, team), "team"))
+
+
+@router.patch("/teams/{team}", summary="Rename a team")
+async def update_team(team: str, body: TeamPatch, caller: Admin, directory: DirectoryDep) -> Response:
+    return JSONBytes(_asdict(await directory.rename_team(None, team, body.name), "team"))
+
+
+@router.delete("/teams/{team}", summary="Delete a team that never had keys (409 otherwise)")
+async def delete_team(team: str, caller: Admin, services: ServicesDep, directory: DirectoryDep) -> Response:
+    record = await directory.delete_team(None, team)
+    services.quotas.invalidate()
+    services.access.invalidate()
+    return JSONBytes({"deleted": True, "id": record.id, "team": record.name})
 
 
 # Principals ---------------------------------------------------------------------------------------------
 @router.get("/principals", summary="List users and service accounts")
 async def list_principals(
-    caller: Admin, directory: DirectoryDep, kind: Literal["user", "service"] | None = None
+    caller: Admin,
+    directory: DirectoryDep,
+    kind: Literal["user", "service"] | None = None,
+    org: Annotated[str | None, Query(description="Organisation id or name")] = None,
 ) -> Response:
-    return listing([_asdict(p, "principal") for p in await directory.list_principals(caller.org_id, kind)])
+    org_id = (await directory.get_org(org)).id if org else None
+    return listing([_asdict(p, "principal") for p in await directory.list_principals(org_id, kind)])
 
 
 @router.post("/principals", status_code=201, summary="Create a user or a service account")
 async def create_principal(body: PrincipalIn, caller: Admin, directory: DirectoryDep) -> Response:
-    principal = await directory.create_principal(caller.org_id, body.kind, body.name, body.email)
+    org_id = await _org_id(directory, caller, body.org)
+    principal = await directory.create_principal(org_id, body.kind, body.name, body.email)
     return JSONBytes(_asdict(principal, "principal"), status_code=201)
+
+
+@router.get("/principals/{principal_id}", summary="Show a user or service account, with its bindings")
+async def get_principal(principal_id: str, caller: Admin, directory: DirectoryDep) -> Response:
+    data = _asdict(await directory.get_principal(None, principal_id), "principal")
+    data["bindings"] = [_asdict(b, "binding") for b in await directory.bindings(principal_id=principal_id)]
+    return JSONBytes(data)
+
+
+@router.patch("/principals/{principal_id}", summary="Rename, change the e-mail, disable or enable")
+async def update_principal(
+    principal_id: str, body: PrincipalPatch, caller: Admin, directory: DirectoryDep
+) -> Response:
+    enabled = None if body.disabled is None else not body.disabled
+    principal = await directory.update_principal(
+        None, principal_id, name=body.name, email=body.email, enabled=enabled
+    )
+    return JSONBytes(_asdict(principal, "principal"))
 
 
 @router.delete("/principals/{principal_id}", summary="Disable a principal (all its keys stop working)")
 async def disable_principal(principal_id: str, caller: Admin, directory: DirectoryDep) -> Response:
-    principal = await directory.disable_principal(caller.org_id, principal_id)
+    principal = await directory.disable_principal(None, principal_id)
     return JSONBytes(_asdict(principal, "principal"))
 
 
@@ -144,18 +257,16 @@ async def list_roles(caller: TeamManager) -> Response:
 
 @router.get("/teams/{team}/members", summary="List a team's role bindings")
 async def list_members(team: str, caller: TeamManager, directory: DirectoryDep) -> Response:
-    record = await directory.get_team(caller.org_id, team)
-    _scoped(caller, record.id)
+    record = await team_of(directory, caller, team)
     return listing([_asdict(b, "binding") for b in await directory.bindings(team_id=record.id)])
 
 
 @router.post("/teams/{team}/members", status_code=201, summary="Bind a principal to a role in a team")
 async def bind(team: str, body: BindingIn, caller: TeamManager, directory: DirectoryDep) -> Response:
-    record = await directory.get_team(caller.org_id, team)
-    _scoped(caller, record.id)
+    record = await team_of(directory, caller, team)
     if ROLES.get(body.role) is not None and ROLES[body.role].org_wide and "admin" not in caller.roles:
         raise PermissionDeniedError("Only an admin may grant the admin role.", code="permission_denied")
-    binding = await directory.bind(caller.org_id, record.id, body.principal_id, body.role)
+    binding = await directory.bind(_org_scope(caller), record.id, body.principal_id, body.role)
     return JSONBytes(_asdict(binding, "binding"), status_code=201)
 
 
@@ -163,8 +274,7 @@ async def bind(team: str, body: BindingIn, caller: TeamManager, directory: Direc
 async def unbind(
     team: str, principal_id: str, role: str, caller: TeamManager, directory: DirectoryDep
 ) -> Response:
-    record = await directory.get_team(caller.org_id, team)
-    _scoped(caller, record.id)
+    record = await team_of(directory, caller, team)
     await directory.unbind(record.id, principal_id, role)
     return JSONBytes({"deleted": True})
 
@@ -177,10 +287,9 @@ async def list_keys(
     directory: DirectoryDep,
     team: Annotated[str | None, Query(description="Team id or name")] = None,
 ) -> Response:
-    team_id = (await directory.get_team(caller.org_id, team)).id if team else None
+    team_id = (await team_of(directory, caller, team)).id if team else None
     if "admin" not in caller.roles:
-        team_id = team_id or caller.team_id
-        _scoped(caller, team_id)
+        team_id = caller.team_id
     records = await services.keys.list_keys(team_id=team_id)
     return listing([_key(r) for r in records])
 
@@ -189,10 +298,9 @@ async def list_keys(
 async def create_key(
     body: KeyIn, caller: KeyManager, services: ServicesDep, directory: DirectoryDep
 ) -> Response:
-    team_id = (await directory.get_team(caller.org_id, body.team)).id if body.team else caller.team_id
-    _scoped(caller, team_id)
+    team_id = (await team_of(directory, caller, body.team)).id if body.team else caller.team_id
     principal_id = body.principal_id or caller.principal_id
-    await directory.get_principal(caller.org_id, principal_id)
+    await directory.get_principal(_org_scope(caller), principal_id)
     secret, record = await services.keys.create_key(
         principal_id,
         team_id,
@@ -204,14 +312,32 @@ async def create_key(
     return JSONBytes(_key(record, secret), status_code=201)
 
 
+async def _managed_key(services: Services, caller: Principal, key_id: str) -> ApiKeyRecord:
+    """A key the caller manages (any for admins, their team's for team admins); 404 otherwise."""
+    try:
+        record = await services.keys.get_key(key_id)
+    except NotFoundError:
+        record = None
+    if record is None or ("admin" not in caller.roles and record.team_id != caller.team_id):
+        raise NotFoundError("No such key in a team you manage.", code="key_not_found")
+    return record
+
+
+@router.get("/keys/{key_id}", summary="Show an API key (never its secret)")
+async def get_key(key_id: str, caller: KeyManager, services: ServicesDep) -> Response:
+    return JSONBytes(_key(await _managed_key(services, caller, key_id)))
+
+
+@router.patch("/keys/{key_id}", summary="Change a key's name, expiry, allowed models or IP allow-list")
+async def update_key(key_id: str, body: KeyPatch, caller: KeyManager, services: ServicesDep) -> Response:
+    await _managed_key(services, caller, key_id)
+    record = await services.keys.update_key(key_id, body.model_dump(exclude_unset=True))
+    return JSONBytes(_key(record))
+
+
 @router.delete("/keys/{key_id}", summary="Revoke an API key (effective at the next request)")
 async def revoke_key(key_id: str, caller: KeyManager, services: ServicesDep) -> Response:
-    records = {
-        r.id: r
-        for r in await services.keys.list_keys(team_id=None if "admin" in caller.roles else caller.team_id)
-    }
-    if key_id not in records:
-        raise NotFoundError("No such key in a team you manage.", code="key_not_found")
+    await _managed_key(services, caller, key_id)
     record = await services.keys.revoke_key(key_id)
     return JSONBytes(_key(record))
 

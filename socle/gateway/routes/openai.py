@@ -31,11 +31,13 @@ def _respond(result: dict[str, Any] | AsyncIterator[bytes], engine: str) -> Resp
     "/models", summary="List the models this key may use", dependencies=[Depends(require("model.list"))]
 )
 async def list_models(services: ServicesDep, principal: Authenticated) -> Response:
+    """Only the models the caller may use: its key's ``allowed_models`` and its team's model access."""
     created = int(time.time())
     data = []
-    for pool in services.router.pools.values():
-        names = {pool.name, *pool.aliases}
-        if principal.allowed_models is not None and not names & principal.allowed_models:
+    pools = services.router.pools
+    for name in await services.access.usable(principal.team_id, pools):
+        pool = pools[name]
+        if principal.allowed_models is not None and not {pool.name, *pool.aliases} & principal.allowed_models:
             continue
         data.append(
             {

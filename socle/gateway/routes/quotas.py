@@ -1,10 +1,10 @@
 """Admin API for budgets and rate limits (``/v1/admin/budgets``, ``/v1/admin/limits``).
 
-Organisation- and team-wide budgets and team and model limits are set by admins only: a team admin
-must not be able to raise their own team's ceiling. Team admins (``budget.manage``) set budgets and
-limits on the users and keys of their own team. Everyone with the action can read the status of the
-budgets they may set. Changes apply at once in this process and within ``governance_cache_s`` on
-other replicas.
+Organisation- and team-wide budgets and team, model and team-and-model limits are set by admins
+only: a team admin must not be able to raise their own team's ceiling. Team admins
+(``budget.manage``) set budgets and limits on the users and keys of their own team. Everyone with the
+action can read the status of the budgets they may set. Changes apply at once in this process and
+within ``governance_cache_s`` on other replicas.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from socle.errors import NotFoundError, PermissionDeniedError
+from socle.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.services import Services
@@ -48,36 +48,52 @@ class BudgetPatch(BaseModel):
 class LimitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    scope: Literal["key", "team", "model"]
-    target: str = Field(description="Key id, team name or id, or public model name.")
+    scope: Literal["key", "team", "model", "team_model"]
+    target: str = Field(
+        description="Key id, team name or id, public model name, or for team_model 'TEAM:MODEL'."
+    )
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
 
 
+class LimitPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=1, description="null: no request limit.")
+    tokens_per_minute: int | None = Field(default=None, ge=1, description="null: no token limit.")
+
+
+_ADMIN_SCOPES = ("organisation", "team", "model", "team_model")
+
+
 async def _target(services: Services, caller: Principal, scope: str, target: str | None) -> str:
-    """Resolve a budget or limit target to its id and check the caller may govern it."""
-    admin = "admin" in caller.roles
+    """Resolve a new budget's or limit's target to its stored id, checking the caller may govern it."""
+    await _may_govern(services, caller, scope, target)
+    directory = services.directory
     if scope == "organisation":
-        if not admin:
-            raise PermissionDeniedError("Only an admin may set organisation budgets.", code="admin_only")
-        return caller.org_id
-    if scope in ("team", "model"):
-        if not admin:
-            raise PermissionDeniedError(
-                f"Only an admin may set {scope} budgets or limits.", code="admin_only"
-            )
-        if scope == "model":
-            return services.router.resolve(target or "").name
-        return (await services.directory.get_team(caller.org_id, target or caller.team_id)).id
+        return (await directory.get_org(target)).id if target else caller.org_id
+    if scope == "model":
+        return services.router.resolve(target or "").name
+    if scope == "team":
+        return (await directory.get_team(None, target or caller.team_id)).id
+    if scope == "team_model":
+        team, sep, model = (target or "").partition(":")
+        if not sep:
+            raise BadRequestError("A team_model target is 'TEAM:MODEL'.", param="target")
+        return f"{(await directory.get_team(None, team)).id}:{services.router.resolve(model).name}"
     if not target:
         raise NotFoundError(f"A {scope} budget needs a target id.", code="target_required")
-    if not admin:
-        team_ids = await _teams_of(services, scope, target)
-        if caller.team_id not in team_ids:
-            raise PermissionDeniedError(
-                "You may only govern the users and keys of your team.", code="other_team"
-            )
     return target
+
+
+async def _may_govern(services: Services, caller: Principal, scope: str, scope_id: str | None) -> None:
+    """Admins govern everything; team admins the users and keys of their own team."""
+    if "admin" in caller.roles:
+        return
+    if scope in _ADMIN_SCOPES:
+        raise PermissionDeniedError(f"Only an admin may set {scope} budgets or limits.", code="admin_only")
+    if scope_id and caller.team_id not in await _teams_of(services, scope, scope_id):
+        raise PermissionDeniedError("You may only govern the users and keys of your team.", code="other_team")
 
 
 async def _teams_of(services: Services, scope: str, target: str) -> set[str]:
@@ -96,7 +112,8 @@ async def list_budgets(
     store = services.quotas.budgets
     scope_id = None
     if team is not None:
-        scope, scope_id = "team", (await services.directory.get_team(caller.org_id, team)).id
+        org_scope = None if "admin" in caller.roles else caller.org_id
+        scope, scope_id = "team", (await services.directory.get_team(org_scope, team)).id
     budgets = await store.list_budgets(scope=scope, scope_id=scope_id)
     if "admin" not in caller.roles:  # a team admin sees their team's budget and its users' and keys'
         budgets = [
@@ -127,7 +144,7 @@ async def update_budget(
 ) -> Response:
     store = services.quotas.budgets
     budget = await store.get_budget(budget_id)
-    await _target(services, caller, budget.scope, budget.scope_id)
+    await _may_govern(services, caller, budget.scope, budget.scope_id)
     changes = body.model_dump(exclude_unset=True)
     await store.update_budget(budget_id, **changes)
     services.quotas.invalidate()
@@ -138,7 +155,7 @@ async def update_budget(
 async def delete_budget(budget_id: str, caller: Manager, services: ServicesDep) -> Response:
     store = services.quotas.budgets
     budget = await store.get_budget(budget_id)
-    await _target(services, caller, budget.scope, budget.scope_id)
+    await _may_govern(services, caller, budget.scope, budget.scope_id)
     await store.delete_budget(budget_id)
     services.quotas.invalidate()
     return JSONBytes({"deleted": True, "id": budget_id})
@@ -150,7 +167,11 @@ async def list_limits(caller: Manager, services: ServicesDep) -> Response:
     if "admin" not in caller.roles:
         own_keys = {k.id for k in await services.keys.list_keys(team_id=caller.team_id)}
         limits = [
-            x for x in limits if (x.scope, x.scope_id) == ("team", caller.team_id) or x.scope_id in own_keys
+            x
+            for x in limits
+            if (x.scope, x.scope_id) == ("team", caller.team_id)
+            or (x.scope == "team_model" and x.scope_id.startswith(caller.team_id + ":"))
+            or (x.scope == "key" and x.scope_id in own_keys)
         ]
     return listing([x.to_dict() for x in limits])
 
@@ -168,10 +189,20 @@ async def create_limit(body: LimitIn, caller: Manager, services: ServicesDep) ->
     return JSONBytes(limit.to_dict(), status_code=201)
 
 
+@router.patch("/limits/{limit_id}", summary="Change a rate limit (null removes one kind)")
+async def update_limit(limit_id: str, body: LimitPatch, caller: Manager, services: ServicesDep) -> Response:
+    store = services.quotas.limits
+    limit = await store.get_limit(limit_id)
+    await _may_govern(services, caller, limit.scope, limit.scope_id)
+    updated = await store.update_limit(limit_id, **body.model_dump(exclude_unset=True))
+    services.quotas.invalidate()
+    return JSONBytes(updated.to_dict())
+
+
 @router.delete("/limits/{limit_id}", summary="Delete a rate limit")
 async def delete_limit(limit_id: str, caller: Manager, services: ServicesDep) -> Response:
     limit = await services.quotas.limits.get_limit(limit_id)
-    await _target(services, caller, limit.scope, limit.scope_id)
+    await _may_govern(services, caller, limit.scope, limit.scope_id)
     await services.quotas.limits.delete_limit(limit_id)
     services.quotas.invalidate()
     return JSONBytes({"deleted": True, "id": limit_id})

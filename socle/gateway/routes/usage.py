@@ -46,7 +46,8 @@ async def usage(
         )
     team_id = None
     if team is not None:
-        team_id = (await services.directory.get_team(caller.org_id, team)).id
+        everyone = allowed(caller.roles, "usage.read_all")  # admins and auditors: any organisation's team
+        team_id = (await services.directory.get_team(None if everyone else caller.org_id, team)).id
     where = _scope(caller, UsageFilter(since=since, until=until, team_id=team_id, model=model))
     lines = await usage_report(services.db, where, groups)  # type: ignore[arg-type]
     if format == "csv":
