@@ -15,6 +15,7 @@ import orjson
 
 from socle.cli.client import api_client, check_response, server_options
 from socle.cli.options import json_option
+from socle.config import CLASSIFICATIONS
 
 __all__ = ["budgets", "keys", "limits", "teams", "usage", "users"]
 
@@ -68,22 +69,45 @@ def _command(group: click.Group, name: str) -> Callable[[Callable[..., None]], c
 @_command(teams, "list")
 def teams_list(obj: dict[str, Any], as_json: bool) -> None:
     """List teams."""
-    _out(_call(obj, "GET", "/teams"), as_json, ["id", "name"])
+    _out(_call(obj, "GET", "/teams"), as_json, ["id", "name", "classification"])
 
 
 @click.option(
     "--period", type=click.Choice(["daily", "monthly", "total"]), default="monthly", show_default=True
 )
 @click.option("--budget-eur", default=None, help="Also give the team a budget in euros for --period.")
+@click.option(
+    "--classification",
+    type=click.Choice(CLASSIFICATIONS),
+    default=None,
+    help="Default data classification of the team's requests [default: the server's].",
+)
 @click.argument("name")
 @_command(teams, "create")
-def teams_create(obj: dict[str, Any], as_json: bool, name: str, budget_eur: str | None, period: str) -> None:
+def teams_create(
+    obj: dict[str, Any],
+    as_json: bool,
+    name: str,
+    budget_eur: str | None,
+    period: str,
+    classification: str | None,
+) -> None:
     """Create a team, optionally with a budget."""
-    team = _call(obj, "POST", "/teams", json={"name": name})
+    body = {"name": name} if classification is None else {"name": name, "classification": classification}
+    team = _call(obj, "POST", "/teams", json=body)
     if budget_eur is not None:
         body = {"scope": "team", "target": team["id"], "period": period, "limit_eur": budget_eur}
         team["budget"] = _call(obj, "POST", "/budgets", json=body)
-    _out(team, as_json, ["id", "name"])
+    _out(team, as_json, ["id", "name", "classification"])
+
+
+@click.argument("classification", type=click.Choice(CLASSIFICATIONS))
+@click.argument("team")
+@_command(teams, "classify")
+def teams_classify(obj: dict[str, Any], as_json: bool, team: str, classification: str) -> None:
+    """Set a team's default data classification (residency routing)."""
+    body = {"classification": classification}
+    _out(_call(obj, "PATCH", f"/teams/{team}", json=body), as_json, ["id", "name", "classification"])
 
 
 @click.argument("team")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from socle import egress
 from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
@@ -23,6 +24,7 @@ from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
 from socle.governance.rbac import ROLES
+from socle.governance.residency import Residency
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecorder
 from socle.storage.db import Database
@@ -48,6 +50,9 @@ class Services:
     """Teams, principals and role bindings, for the admin routes."""
     """Budgets and rate limits: ``quotas.budgets`` and ``quotas.limits`` manage them."""
     _stack: AsyncExitStack
+    residency: Residency
+    """Residency policy, teams' classifications, and ``residency.sink``: where residency denials and
+    egress refusals are reported (a logging :class:`DecisionSink` until the audit log replaces it)."""
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
 
@@ -90,6 +95,11 @@ class Services:
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
+            residency = Residency(settings.residency, db, cache_s=settings.governance_cache_s)
+            guard = egress.active_guard()
+            if guard is not None:  # refusals of the process-wide egress guard go to the same sink
+                guard.sink = residency
+                stack.callback(setattr, guard, "sink", None)
             services = cls(
                 settings=settings,
                 db=db,
@@ -97,11 +107,12 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage, quotas),
+                pipeline=Pipeline(settings, router, metrics, usage, quotas, residency=residency),
                 bootstrap=result,
                 alerts=alerts,
                 directory=Directory(db, incompatible_roles=settings.incompatible_roles),
                 quotas=quotas,
+                residency=residency,
                 _stack=stack.pop_all(),
                 oidc=oidc,
             )

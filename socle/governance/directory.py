@@ -8,10 +8,10 @@ team cannot be an admin in another. Listings hand out frozen records, never ORM 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from socle.errors import BadRequestError, NotFoundError
@@ -29,6 +29,8 @@ class TeamRecord:
     org_id: str
     name: str
     created_at: datetime
+    classification: str
+    """Default data classification of the team's requests (see socle.governance.residency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ class Binding:
 
 
 def _team(row: TeamRow) -> TeamRecord:
-    return TeamRecord(row.id, row.org_id, row.name, row.created_at)
+    return TeamRecord(row.id, row.org_id, row.name, row.created_at, row.classification)
 
 
 def _principal(row: PrincipalRow) -> PrincipalRecord:
@@ -63,10 +65,10 @@ class Directory:
         self._incompatible = incompatible_roles
 
     # Teams ------------------------------------------------------------------------------------------
-    async def create_team(self, org_id: str, name: str) -> TeamRecord:
+    async def create_team(self, org_id: str, name: str, classification: str = "internal") -> TeamRecord:
         try:
             async with self._db.session() as session:
-                row = TeamRow(org_id=org_id, name=name)
+                row = TeamRow(org_id=org_id, name=name, classification=classification)
                 session.add(row)
                 await session.flush()
                 return _team(row)
@@ -91,6 +93,15 @@ class Directory:
             if row is None:
                 raise NotFoundError(f"No team {ref!r}.", code="team_not_found")
             return _team(row)
+
+    async def set_classification(self, org_id: str, ref: str, classification: str) -> TeamRecord:
+        """Change a team's default data classification (the caller validated the value)."""
+        team = await self.get_team(org_id, ref)
+        async with self._db.session() as session:
+            await session.execute(
+                update(TeamRow).where(TeamRow.id == team.id).values(classification=classification)
+            )
+        return replace(team, classification=classification)
 
     async def delete_team(self, org_id: str, ref: str) -> None:
         team = await self.get_team(org_id, ref)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from socle.config import Classification
 from socle.errors import NotFoundError, PermissionDeniedError
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
@@ -36,6 +37,13 @@ class _Body(BaseModel):
 
 class TeamIn(_Body):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+    classification: Classification | None = Field(
+        default=None, description="Default data classification; default: residency.default_classification."
+    )
+
+
+class TeamChange(_Body):
+    classification: Classification = Field(description="The team's default data classification.")
 
 
 class PrincipalIn(_Body):
@@ -102,9 +110,21 @@ async def list_teams(caller: Admin, directory: DirectoryDep) -> Response:
 
 
 @router.post("/teams", status_code=201, summary="Create a team")
-async def create_team(body: TeamIn, caller: Admin, directory: DirectoryDep) -> Response:
-    team = await directory.create_team(caller.org_id, body.name)
+async def create_team(
+    body: TeamIn, caller: Admin, services: ServicesDep, directory: DirectoryDep
+) -> Response:
+    level = body.classification or services.settings.residency.default_classification
+    team = await directory.create_team(caller.org_id, body.name, level)
     return JSONBytes(_asdict(team, "team"), status_code=201)
+
+
+@router.patch("/teams/{team}", summary="Change a team's default data classification")
+async def change_team(
+    team: str, body: TeamChange, caller: Admin, services: ServicesDep, directory: DirectoryDep
+) -> Response:
+    record = await directory.set_classification(caller.org_id, team, body.classification)
+    services.residency.forget(record.id)
+    return JSONBytes(_asdict(record, "team"))
 
 
 @router.delete("/teams/{team}", summary="Delete a team without keys")
