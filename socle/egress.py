@@ -58,6 +58,7 @@ __all__ = [
     "check",
     "check_url",
     "deactivate",
+    "enforce",
     "guarded_loop",
     "install_audit_hook",
 ]
@@ -153,11 +154,11 @@ class EgressPolicy:
         address = _ip(text)
         if address is None:
             return self.allow_loopback and text in _LOOPBACK_NAMES
-        if address.is_loopback or address.is_unspecified:
-            return self.allow_loopback
         if address in self._addresses or address in self._learned:
             return True
-        return any(address in network for network in self._networks)
+        if any(address in network for network in self._networks):
+            return True
+        return self.allow_loopback and (address.is_loopback or address.is_unspecified)
 
     def learn(self, host: str | bytes, addresses: Iterable[str]) -> None:
         """Remember the addresses an allowed name resolved to (so that connecting to them is allowed)."""
@@ -253,13 +254,10 @@ def active_guard() -> EgressGuard | None:
 
 
 def check(host: str | bytes | None, port: int | None = None, *, via: str) -> None:
-    """Socle's clients call this before connecting: a no-op unless a guard is active."""
+    """Socle's clients call this with the host they are configured with, before connecting (never
+    blocks: no name resolution). A no-op unless a guard is active."""
     guard = _active
-    if guard is None:
-        return
-    if isinstance(host, str):
-        guard.check_connect(host, port, via=via)
-    else:
+    if guard is not None:
         guard.check(host, port, via=via)
 
 
@@ -364,6 +362,18 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def enforce(settings: Settings, sink: EgressSink | None = None) -> EgressGuard | None:
+    """What ``socle serve`` does first: when ``residency.egress.enforce`` is on, activate a guard for the
+    configured allow-list and install the audit hook. Returns the guard, or None when the policy is off.
+    The caller runs its event loop from :func:`guarded_loop` (audit hooks do not see uvloop)."""
+    if not settings.residency.egress.enforce:
+        return None
+    guard = EgressGuard(EgressPolicy.from_settings(settings), sink)
+    activate(guard)
+    install_audit_hook()
+    return guard
 
 
 # The allow-list -----------------------------------------------------------------------------------
