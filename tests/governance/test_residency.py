@@ -154,3 +154,32 @@ async def _org(database: Database) -> str:
         session.add(row)
         await session.flush()
         return row.id
+
+
+def test_the_documented_examples_configure_what_the_docs_say(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "residency.md").read_text()
+    blocks = text.split("```toml\n")[1:]
+    assert len(blocks) == 4
+    loaded = []
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example{i}.toml"
+        path.write_text(block.split("```")[0])
+        loaded.append(load_settings(path, environ={}))
+    settings = loaded[2]  # the complete example
+    example = ResidencyPolicy(settings.residency)
+    assert (
+        example.allowed_zones("internal")
+        == example.allowed_zones("confidential")
+        == ("on-prem", "eu-sovereign")
+    )
+    router = Router(
+        [FakeEngine(FakeEngineConfig(name=e.name, zone=e.zone)) for e in settings.engines], settings.models
+    )
+    for level, expected in [
+        ("public", ("hosted", "sov-vllm", "local-vllm")),
+        ("internal", ("sov-vllm", "local-vllm")),
+        ("secret", ("local-vllm",)),
+    ]:
+        classified = Classified()
+        classified.raise_to(level, "team default")  # type: ignore[arg-type]
+        assert example.decide(router.resolve("assistant"), "chat", classified).candidates == expected
