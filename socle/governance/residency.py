@@ -37,6 +37,7 @@ __all__ = [
     "Classification",
     "Classified",
     "DecisionSink",
+    "HEADER",
     "LoggingDecisionSink",
     "Reason",
     "Residency",
@@ -51,6 +52,7 @@ __all__ = [
 log = logging.getLogger("socle.residency")
 _RANK: dict[str, int] = {level: i for i, level in enumerate(CLASSIFICATIONS)}
 HEADER = "x-socle-classification"
+"""The request header that raises a request's classification."""
 
 
 def rank(level: Classification) -> int:
@@ -116,8 +118,9 @@ class RoutingDecision:
     engine: str | None = None
     zone: str | None = None
 
-    def chose(self, slot_engine_name: str, zone: str) -> None:
-        self.engine, self.zone = slot_engine_name, zone
+    def chose(self, engine: str, zone: str) -> None:
+        """Record the engine that served the request."""
+        self.engine, self.zone = engine, zone
 
     def failed(self, slot: Slot, exc: Exception) -> None:
         """Router callback: ``slot`` failed before its first byte and the request moves on."""
