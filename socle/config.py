@@ -12,6 +12,7 @@ packages and checked by sha256. This is the only module that reads the process e
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -30,7 +31,10 @@ from socle.errors import ConfigError
 __all__ = [
     "AlertSettings",
     "DEFAULT_CHAT_MODEL",
+    "CLASSIFICATIONS",
+    "Classification",
     "DEFAULT_EMBEDDING_MODEL",
+    "EgressSettings",
     "EmbeddingsEngineConfig",
     "EngineConfig",
     "FakeEngineConfig",
@@ -40,6 +44,7 @@ __all__ = [
     "OIDCRule",
     "OIDCSettings",
     "OpenAICompatEngineConfig",
+    "ResidencySettings",
     "Settings",
     "load_settings",
     "offline_environment",
@@ -47,6 +52,9 @@ __all__ = [
 
 Zone = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Residency zone, e.g. on-prem.")]
 Capability = Literal["chat", "completion", "embeddings"]
+Classification = Literal["public", "internal", "confidential", "secret"]
+CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal", "confidential", "secret")
+"""Data classifications, least sensitive first."""
 
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
@@ -184,6 +192,100 @@ class AlertSettings(BaseModel):
     smtp_password: SecretStr | None = None
     smtp_from: str | None = None
     smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mails.")
+
+
+class EgressSettings(BaseModel):
+    """The egress policy: the only hosts a `socle serve` process may connect to (see docs/residency.md).
+
+    The allow-list is derived from the configuration (engine `base_url`s, alert webhook and SMTP relay,
+    OIDC `jwks_url`, `database_url`, `redis_url`) plus `allow_hosts`; every other connection or name
+    lookup is refused and reported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enforce: bool = Field(
+        default=True,
+        description="Enforce the policy in `socle serve`, process-wide (an audit hook on sockets and a "
+        "guarded event loop). Library and test use opts in with socle.egress.",
+    )
+    allow_loopback: bool = Field(default=True, description="Allow connections to loopback addresses.")
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra hosts allowed: names, IP addresses or CIDR networks (e.g. 10.1.0.0/16).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EgressSettings:
+        for host in self.allow_hosts:
+            if not re.fullmatch(r"[A-Za-z0-9._:/%-]+", host):
+                raise ValueError(f"residency.egress.allow_hosts: {host!r} is not a host, address or network")
+        return self
+
+
+_DEFAULT_ZONES = ["on-prem", "eu-sovereign", "eu", "non-eu"]
+
+
+class ResidencySettings(BaseModel):
+    """Data residency: which zones each data classification may be sent to (`[residency]`).
+
+    `zones` orders the zones from most to least trusted. In `allowed`, a classification maps to a
+    list of zones, or to one zone meaning "this zone and every more trusted one". A more sensitive
+    classification may never be allowed a zone that a less sensitive one is not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zones: list[Zone] = Field(
+        default_factory=lambda: list(_DEFAULT_ZONES),
+        min_length=1,
+        description="Every zone engines may declare, most trusted first.",
+    )
+    allowed: dict[Classification, Zone | list[Zone]] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]
+            "public": "non-eu",
+            "internal": "eu",
+            "confidential": "eu-sovereign",
+            "secret": "on-prem",
+        },
+        description="Per classification (public, internal, confidential, secret), the zones allowed: "
+        "a list, or the least trusted zone allowed. All four are required.",
+    )
+    default_classification: Classification = Field(
+        default="internal", description="Classification of new teams that do not name one."
+    )
+    egress: EgressSettings = Field(
+        default_factory=EgressSettings, description="Outbound-connection policy (`[residency.egress]`)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ResidencySettings:
+        if len(set(self.zones)) != len(self.zones):
+            raise ValueError(f"residency.zones must be unique, got {self.zones}")
+        missing = [c for c in CLASSIFICATIONS if c not in self.allowed]
+        if missing:
+            raise ValueError(f"residency.allowed must name every classification; missing: {missing}")
+        previous: frozenset[str] | None = None
+        for level in CLASSIFICATIONS:
+            zones = self.zones_for(level)
+            if previous is not None and not zones <= previous:
+                raise ValueError(
+                    f"residency.allowed.{level} allows {sorted(zones - previous)}, which a less sensitive "
+                    "classification does not"
+                )
+            previous = zones
+        return self
+
+    def zones_for(self, level: Classification) -> frozenset[str]:
+        """The zones ``level`` may go to (raises ValueError naming an unknown zone)."""
+        value = self.allowed[level]
+        names = [value] if isinstance(value, str) else value
+        unknown = [z for z in names if z not in self.zones]
+        if unknown:
+            raise ValueError(
+                f"residency.allowed.{level} names unknown zone(s) {unknown}; zones are {self.zones}"
+            )
+        if isinstance(value, str):
+            return frozenset(self.zones[: self.zones.index(value) + 1])
+        return frozenset(value)
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
@@ -378,6 +480,10 @@ class Settings(BaseSettings):
     oidc: OIDCSettings | None = Field(
         default=None, description="Single sign-on with OIDC bearer tokens (`[oidc]`, see docs/sso.md)."
     )
+    residency: ResidencySettings = Field(
+        default_factory=ResidencySettings,
+        description="Data residency and egress policy (`[residency]`, see docs/residency.md).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -398,6 +504,12 @@ class Settings(BaseSettings):
                 if alias in public:
                     raise ValueError(f"model name or alias {alias!r} is used twice")
                 public.add(alias)
+        for config in self.engines:
+            if config.zone not in self.residency.zones:
+                raise ValueError(
+                    f"engine {config.name!r} declares zone {config.zone!r}, which is not in residency.zones "
+                    f"{self.residency.zones}"
+                )
         if self.environment == "production" and self.admin_key is not None:
             key = self.admin_key.get_secret_value()
             if not key.startswith("sk-socle-") or len(key) < 40:

@@ -30,6 +30,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResidencyError",
     "SocleError",
     "StorageError",
     "UnsupportedError",
@@ -125,6 +126,12 @@ class PermissionDeniedError(SocleError):
     status_code = 403
     error_type = "permission_error"
     default_code = "permission_denied"
+
+
+class ResidencyError(PermissionDeniedError):
+    """The request's data classification allows no zone that an engine of its model is in (403)."""
+
+    default_code = "residency_denied"
 
 
 class NotFoundError(SocleError):

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from socle.cli.adminkit import Context, call, command, out
+from socle.config import CLASSIFICATIONS
 
 __all__ = ["keys", "orgs", "teams", "users"]
 
@@ -23,7 +24,7 @@ users = click.Group(name="users", help="Manage users and service accounts (admin
 keys = click.Group(name="keys", help="Manage API keys (admin or team admin).")
 
 _ORG = ["id", "name", "created_at"]
-_TEAM = ["id", "name", "org_id"]
+_TEAM = ["id", "name", "org_id", "classification"]
 _USER = ["id", "kind", "name", "email", "org_id", "disabled_at"]
 _KEY = ["id", "prefix", "name", "team_id", "principal_id", "expires_at", "revoked_at"]
 
@@ -76,18 +77,41 @@ def teams_list(obj: Context, as_json: bool, org: str | None) -> None:
     "--period", type=click.Choice(["daily", "monthly", "total"]), default="monthly", show_default=True
 )
 @click.option("--budget-eur", default=None, help="Also give the team a budget in euros for --period.")
+@click.option(
+    "--classification",
+    type=click.Choice(CLASSIFICATIONS),
+    default=None,
+    help="Default data classification of the team's requests [default: the server's].",
+)
 @click.option("--org", default=None, help="Organisation (id or name); default: the caller's.")
 @click.argument("name")
 @command(teams, "create")
 def teams_create(
-    obj: Context, as_json: bool, name: str, org: str | None, budget_eur: str | None, period: str
+    obj: Context,
+    as_json: bool,
+    name: str,
+    org: str | None,
+    budget_eur: str | None,
+    period: str,
+    classification: str | None,
 ) -> None:
     """Create a team, optionally with a budget."""
-    team = call(obj, "POST", "/teams", json={"name": name, "org": org})
+    body: dict[str, Any] = {"name": name, "org": org}
+    if classification is not None:
+        body["classification"] = classification
+    team = call(obj, "POST", "/teams", json=body)
     if budget_eur is not None:
         body = {"scope": "team", "target": team["id"], "period": period, "limit_eur": budget_eur}
         team["budget"] = call(obj, "POST", "/budgets", json=body)
     out(team, as_json, _TEAM)
+
+
+@click.argument("classification", type=click.Choice(CLASSIFICATIONS))
+@click.argument("team")
+@command(teams, "classify")
+def teams_classify(obj: Context, as_json: bool, team: str, classification: str) -> None:
+    """Set a team's default data classification (residency routing)."""
+    out(call(obj, "PATCH", f"/teams/{team}", json={"classification": classification}), as_json, _TEAM)
 
 
 @click.argument("team")

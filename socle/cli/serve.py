@@ -3,15 +3,20 @@
 The services (database, migrations, engines) are started before the HTTP server, so a start-up
 failure (a tampered model file, an unreachable database) ends the command with one clear message
 rather than a server that half-started.
+
+Before anything else, the egress policy is enforced (unless ``residency.egress.enforce = false``): the
+process may then only connect to the hosts its configuration names (see :mod:`socle.egress`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
 import click
 
+from socle import egress
 from socle.cli.options import config_options, settings_from
 from socle.config import Settings
 from socle.errors import SocleError
@@ -34,8 +39,17 @@ def serve(host: str | None, port: int | None, config_file: Path | None, data_dir
 
     settings = settings_from(config_file, host=host, port=port, data_dir=data_dir)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    guard = egress.enforce(settings)
+    if guard is None:
+        click.echo("Egress policy: off (residency.egress.enforce = false).", err=True)
+    else:
+        hosts = ", ".join(guard.policy.hosts) or "none"
+        loopback = " and loopback" if guard.policy.allow_loopback else ""
+        click.echo(f"Egress policy: enforced; allowed hosts: {hosts}{loopback}.", err=True)
+    loop_factory = uvloop.new_event_loop if guard is None else egress.guarded_loop(uvloop.Loop)
     try:
-        uvloop.run(_serve(settings))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve(settings))
     except SocleError as exc:
         raise click.ClickException(exc.message + (f" ({exc.detail})" if exc.detail else "")) from exc
     except KeyboardInterrupt:

@@ -29,6 +29,8 @@ from typing import Any
 import httptools
 import httpx
 
+from socle import egress
+
 __all__ = ["Http1Transport"]
 
 _PAUSE_ABOVE = 1 << 18  # stop reading from the socket while this much body waits to be consumed
@@ -205,6 +207,7 @@ class _Pool:
     async def _connect(self, loop: asyncio.AbstractEventLoop, connect_timeout_s: float | None) -> _Connection:
         self._connecting += 1  # the slot is taken while connecting
         try:
+            egress.check(self._host, self._port, via="engine http client")
             async with asyncio.timeout(connect_timeout_s):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(loop), self._host, self._port

@@ -42,6 +42,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from socle import egress
 from socle.config import EngineConfig, OpenAICompatEngineConfig
 from socle.engines._http1 import Http1Transport
 from socle.engines.base import (
@@ -244,7 +245,9 @@ class OpenAICompatEngine:
             transport = Http1Transport(max_connections=connections)
         else:
             limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-            transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+            transport = egress.GuardedTransport(
+                httpx.AsyncHTTPTransport(limits=limits, trust_env=False), via=f"engine {config.name}"
+            )
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,

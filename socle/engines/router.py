@@ -11,6 +11,9 @@
   ends the stream instead. A failed engine is marked unhealthy until a health probe succeeds.
 * A background task probes every engine every ``health_check_interval_s`` and restores recovered ones.
   If no engine of a pool is healthy, the unhealthy ones are still tried (the probe may be stale).
+* Residency: a call may be restricted to engines in some ``zones`` (the request's classification
+  decides which, see :mod:`socle.governance.residency`). The restriction holds for the first choice
+  and for every failover: an engine outside those zones is never tried.
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from socle.config import ModelRoute
 from socle.engines.base import Delta, Engine
-from socle.errors import EngineError, EngineUnavailableError, ModelNotFoundError, UnsupportedError
+from socle.errors import (
+    EngineError,
+    EngineUnavailableError,
+    ModelNotFoundError,
+    ResidencyError,
+    UnsupportedError,
+)
 
 __all__ = ["Pool", "Router", "Slot", "close_stream"]
 
@@ -111,31 +120,44 @@ class Router:
 
     # Calls ----------------------------------------------------------------------------------------
     async def call(
-        self, pool: Pool, capability: str, fn: Callable[[Engine], Awaitable[T]]
+        self,
+        pool: Pool,
+        capability: str,
+        fn: Callable[[Engine], Awaitable[T]],
+        *,
+        zones: Collection[str] | None = None,
+        on_failover: Callable[[Slot, Exception], None] | None = None,
     ) -> tuple[T, Engine]:
-        """Run ``fn(engine)`` on the best engine of ``pool``, failing over on engine errors."""
+        """Run ``fn(engine)`` on the best engine of ``pool`` in ``zones`` (default: any), failing over
+        on engine errors (``on_failover`` hears of each engine left behind)."""
         last: Exception | None = None
-        for slot in self._admit(pool, capability):
+        for slot in self._admit(pool, capability, zones):
             self._enter(slot)
             try:
                 return await fn(slot.engine), slot.engine
             except _FAILOVER as exc:
                 last = exc
-                self._failed(slot, exc)
+                self._failed(slot, exc, on_failover)
             finally:
                 self._leave(slot)
         raise self._exhausted(pool, last)
 
     async def stream(
-        self, pool: Pool, capability: str, fn: Callable[[Engine], AsyncIterator[Delta]]
+        self,
+        pool: Pool,
+        capability: str,
+        fn: Callable[[Engine], AsyncIterator[Delta]],
+        *,
+        zones: Collection[str] | None = None,
+        on_failover: Callable[[Slot, Exception], None] | None = None,
     ) -> tuple[AsyncIterator[Delta], Engine]:
-        """Open a stream on the best engine; fail over until one produces its first delta.
+        """Open a stream on the best engine in ``zones``; fail over until one produces its first delta.
 
         The returned iterator holds the engine's slot until it is exhausted or closed; callers must
         close it (``aclose``) when they stop early, e.g. when the client disconnects.
         """
         last: Exception | None = None
-        for slot in self._admit(pool, capability):
+        for slot in self._admit(pool, capability, zones):
             self._enter(slot)
             stream = fn(slot.engine)
             try:
@@ -147,7 +169,7 @@ class Router:
                 self._leave(slot)
                 await close_stream(stream)
                 last = exc
-                self._failed(slot, exc)
+                self._failed(slot, exc, on_failover)
                 continue
             except BaseException:
                 self._leave(slot)
@@ -159,8 +181,15 @@ class Router:
     def _held(self, slot: Slot, first: Delta, stream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
         return _HeldStream(first, stream, lambda: self._leave(slot))
 
-    def _admit(self, pool: Pool, capability: str) -> list[Slot]:
-        candidates = [s for s in pool.candidates(capability) if s.in_flight < s.capacity]
+    def _admit(self, pool: Pool, capability: str, zones: Collection[str] | None) -> list[Slot]:
+        able = pool.candidates(capability)
+        if zones is not None:
+            able = [s for s in able if s.engine.config.zone in zones]
+            if not able:  # the pipeline refuses such requests first; this is the last line of defence
+                raise ResidencyError(
+                    f"No engine serving {pool.name!r} is in an allowed zone ({', '.join(sorted(zones))})."
+                )
+        candidates = [s for s in able if s.in_flight < s.capacity]
         if not candidates:
             raise EngineUnavailableError(
                 f"All engines serving {pool.name!r} are busy; retry shortly.",
@@ -189,7 +218,11 @@ class Router:
         if self._on_change:
             self._on_change(slot)
 
-    def _failed(self, slot: Slot, exc: Exception) -> None:
+    def _failed(
+        self, slot: Slot, exc: Exception, on_failover: Callable[[Slot, Exception], None] | None
+    ) -> None:
+        if on_failover is not None:
+            on_failover(slot, exc)
         if isinstance(exc, EngineError):
             log.warning("engine %s failed, failing over: %s", slot.name, exc)
             slot.healthy, slot.detail = False, str(exc)

@@ -18,6 +18,8 @@ from socle.gateway.services import Services
 from socle.governance.identity import Principal
 from socle.governance.oidc import looks_like_jwt
 from socle.governance.rbac import ACTIONS, ensure_allowed
+from socle.governance.residency import HEADER as CLASSIFICATION_HEADER
+from socle.governance.residency import parse_classification
 
 __all__ = [
     "Authenticated",
@@ -72,7 +74,14 @@ Authenticated = Annotated[Principal, Depends(authenticate)]
 
 
 async def new_call(request: Request, principal: Authenticated) -> Call:
-    return Call(request_id=request.state.request_id, endpoint=request.url.path, principal=principal)
+    """The call record of a governed request. An ``X-Socle-Classification`` header raises the request's
+    data classification (it can never lower it below the team's default); an invalid one is a 400."""
+    call = Call(request_id=request.state.request_id, endpoint=request.url.path, principal=principal)
+    header = request.headers.get(CLASSIFICATION_HEADER)
+    if header is not None:
+        level = parse_classification(header, source="The X-Socle-Classification header")
+        call.raise_classification(level, "X-Socle-Classification header")
+    return call
 
 
 NewCall = Annotated[Call, Depends(new_call)]

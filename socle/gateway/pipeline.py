@@ -1,16 +1,24 @@
 """The governed request pipeline: the order of steps lives here, where a reader sees it at once.
 
-    authenticate (dependency) ─► resolve model ─► authorize (key, model access) ─► validate ─► reserve
-        ─► engine (via router)
-        ◄─ record usage & metrics ◄─ settle or release ◄──────────────────────────────┘
+    authenticate (dependency) ─► resolve model ─► authorize (key, model access) ─► validate
+        ─► classify & route ─► reserve
+        ◄─ record usage & metrics ◄─ settle or release ◄─ engine (via router, allowed zones only) ◄─┘
 
 ``reserve`` (:meth:`Pipeline._reserve`) counts the request in its rate limits and reserves its worst
 case in its budgets, atomically (:mod:`socle.governance.quotas`); ``settle`` (:meth:`Pipeline._finish`)
 charges what the engine really used, or releases everything if the call failed before any output, on
 every way a call can end: success, error, end of stream, client disconnect.
 
-Later steps (guardrails, residency routing, audit) slot into :meth:`Pipeline._admit` and
-:meth:`Pipeline._finish`; routes never repeat them.
+``classify & route`` (:meth:`Pipeline._route`) sets the request's data classification (the highest of
+its team's default, the ``X-Socle-Classification`` header and whatever earlier steps raised with
+:meth:`Call.raise_classification`) and keeps only the engines in zones that classification allows
+(:mod:`socle.governance.residency`); with none, the request is refused with 403 and the denial is
+reported. The decision is kept on ``call.residency`` for the audit trail. Steps that learn something
+about the data (retrieved documents, input guardrails) call ``raise_classification`` *before* this
+step; a raise after it is recorded but cannot re-route a request already sent.
+
+Later steps (guardrails, audit) slot into :meth:`Pipeline._admit` and :meth:`Pipeline._finish`;
+routes never repeat them.
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ import orjson
 from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
-from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
+from socle.errors import BadRequestError, PermissionDeniedError, ResidencyError, SocleError, UnsupportedError
 from socle.governance.access import ModelAccess
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
 from socle.governance.quotas import Hold, Quotas, prompt_bound
+from socle.governance.residency import Classification, Classified, Residency, ResidencyDenial, RoutingDecision
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecord, UsageRecorder
 from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -56,6 +65,18 @@ class Call:
     """What the request reserved in budgets and rate limits, until it is settled."""
     chunks: int = 0
     """Text deltas streamed to the client (the charge of a stream cut before the engine's count)."""
+    classified: Classified = field(default_factory=Classified)
+    """The request's data classification so far, with every reason that raised it."""
+    residency: RoutingDecision | None = None
+    """Where the request could go and where it went (set by the routing step)."""
+
+    def raise_classification(self, level: Classification, reason: str) -> None:
+        """Raise the request's classification to ``level`` (never lowers it), saying why."""
+        self.classified.raise_to(level, reason)
+
+    @property
+    def classification(self) -> Classification:
+        return self.classified.level
 
     @property
     def model(self) -> str:
@@ -75,6 +96,8 @@ class Pipeline:
         usage: UsageRecorder,
         quotas: Quotas | None = None,
         access: ModelAccess | None = None,
+        *,
+        residency: Residency,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -82,6 +105,7 @@ class Pipeline:
         self.usage = usage
         self.quotas = quotas
         self.access = access
+        self.residency = residency
 
     # Steps ----------------------------------------------------------------------------------------
     async def _admit(
@@ -108,6 +132,24 @@ class Pipeline:
             )
         return pool
 
+    async def _route(self, call: Call, pool: Pool, capability: str) -> None:
+        """Classify the request and keep the engines its classification allows; 403 if there are none."""
+        residency = self.residency
+        await residency.classify(call.classified, call.principal.team_id)
+        decision = residency.policy.decide(pool, capability, call.classified)
+        call.residency = decision
+        if not decision.candidates:
+            denial = ResidencyDenial(call.request_id, call.principal, pool.name, decision)
+            await residency.sink.residency_denied(denial)
+            raise decision.refusal(pool.name)
+
+    def _routing(self, call: Call) -> dict[str, Any]:
+        """The router's residency arguments for this call: allowed zones, failover record."""
+        decision = call.residency
+        if decision is None:  # every endpoint routes first: refuse rather than send anywhere
+            raise ResidencyError("This request was not classified; it cannot be routed.")
+        return {"zones": decision.allowed_zones, "on_failover": decision.failed}
+
     async def _reserve(
         self, call: Call, pool: Pool, prompt_tokens: Callable[[], int], max_tokens: int | None
     ) -> int | None:
@@ -117,7 +159,8 @@ class Pipeline:
         quotas = self.quotas
         if quotas is None:
             return max_tokens
-        engines = [slot.engine.config for slot in pool.slots]
+        allowed = call.residency.candidates if call.residency is not None else None
+        engines = [slot.engine.config for slot in pool.slots if allowed is None or slot.name in allowed]
         call.hold = await quotas.admit(
             call.principal,
             pool.name,
@@ -131,6 +174,8 @@ class Pipeline:
     async def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
         """Record usage and metrics for a finished call (success or failure), then settle or release
         what it reserved, without holding the answer back (the worst case stays reserved until then)."""
+        if call.residency is not None and call.engine is not None:
+            call.residency.chose(call.engine.config.name, call.engine.config.zone)
         self._record(call, status, error)
         hold, call.hold = call.hold, None
         if hold is not None and self.quotas is not None:
@@ -179,7 +224,7 @@ class Pipeline:
     async def _run(self, call: Call, capability: str, fn: Any) -> Generated:
         assert call.pool is not None
         try:
-            result, call.engine = await self.router.call(call.pool, capability, fn)
+            result, call.engine = await self.router.call(call.pool, capability, fn, **self._routing(call))
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
@@ -193,6 +238,7 @@ class Pipeline:
         try:
             pool = await self._admit(call, body.model, max_tokens, body.n)
             messages = _messages(body)
+            await self._route(call, pool, "chat")
             max_tokens = await self._reserve(
                 call,
                 pool,
@@ -232,6 +278,7 @@ class Pipeline:
         try:
             pool = await self._admit(call, body.model, body.max_tokens, body.n)
             prompt = _single_prompt(body)
+            await self._route(call, pool, "completion")
             max_tokens = await self._reserve(call, pool, lambda: prompt_bound([prompt]), body.max_tokens)
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
@@ -272,13 +319,14 @@ class Pipeline:
                 raise BadRequestError(
                     "input must be a non-empty string or a list of non-empty strings.", param="input"
                 )
+            await self._route(call, pool, "embeddings")
             await self._reserve(call, pool, lambda: prompt_bound(texts, messages=len(texts)), 0)
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
         try:
             result, call.engine = await self.router.call(
-                pool, "embeddings", lambda e: e.embed(pool.name, texts)
+                pool, "embeddings", lambda e: e.embed(pool.name, texts), **self._routing(call)
             )
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
@@ -313,7 +361,9 @@ class Pipeline:
         then return the SSE body generator."""
         assert call.pool is not None
         try:
-            deltas, call.engine = await self.router.stream(call.pool, capability, open_stream)
+            deltas, call.engine = await self.router.stream(
+                call.pool, capability, open_stream, **self._routing(call)
+            )
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise

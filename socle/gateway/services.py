@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from socle import egress
 from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
@@ -24,6 +25,7 @@ from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
 from socle.governance.rbac import ROLES
+from socle.governance.residency import Residency
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecorder
 from socle.storage.db import Database
@@ -51,6 +53,9 @@ class Services:
     access: ModelAccess
     """Which teams may use which models (grants, cached for ``governance_cache_s``)."""
     _stack: AsyncExitStack
+    residency: Residency
+    """Residency policy, teams' classifications, and ``residency.sink``: where residency denials and
+    egress refusals are reported (a logging :class:`DecisionSink` until the audit log replaces it)."""
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
 
@@ -96,6 +101,11 @@ class Services:
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
+            residency = Residency(settings.residency, db, cache_s=settings.governance_cache_s)
+            guard = egress.active_guard()
+            if guard is not None:  # refusals of the process-wide egress guard go to the same sink
+                guard.sink = residency
+                stack.callback(setattr, guard, "sink", None)
             services = cls(
                 settings=settings,
                 db=db,
@@ -103,12 +113,13 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage, quotas, access),
+                pipeline=Pipeline(settings, router, metrics, usage, quotas, access, residency=residency),
                 bootstrap=result,
                 alerts=alerts,
                 directory=Directory(db, incompatible_roles=settings.incompatible_roles),
                 quotas=quotas,
                 access=access,
+                residency=residency,
                 _stack=stack.pop_all(),
                 oidc=oidc,
             )

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from socle import egress
 from socle.errors import AuthenticationError, IdentityProviderUnavailable
 
 if TYPE_CHECKING:  # PyJWT (and cryptography, ~50 ms) is imported on first use, not with the gateway
@@ -289,6 +290,7 @@ class KeySet:
             data = await asyncio.to_thread(path.read_bytes)
         else:
             assert self._url is not None
+            egress.check_url(self._url, via="oidc jwks")
             response = await self._client.get(self._url, headers={"accept": "application/json"})
             response.raise_for_status()
             data = response.content

@@ -36,6 +36,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from socle import egress
 from socle.config import AlertSettings
 from socle.storage.db import Database
 from socle.storage.models import AlertRow
@@ -110,6 +111,7 @@ class WebhookSink:
             "x-socle-timestamp": timestamp,
             "x-socle-signature": "sha256=" + sign(self._secret, timestamp, body),
         }
+        egress.check_url(self._url, via="alert webhook")
         async with httpx.AsyncClient(timeout=self._timeout, trust_env=False) as client:
             response = await client.post(self._url, content=body, headers=headers)
             response.raise_for_status()
@@ -127,6 +129,7 @@ class SmtpSink:
     def _send(self, alert: Alert) -> None:
         s = self._settings
         assert s.smtp_host is not None and s.smtp_from is not None
+        egress.check(s.smtp_host, s.smtp_port, via="alert smtp")
         message = EmailMessage()
         message["From"] = s.smtp_from
         message["To"] = ", ".join(s.smtp_to)

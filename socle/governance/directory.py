@@ -52,6 +52,8 @@ class TeamRecord:
     org_id: str
     name: str
     created_at: datetime
+    classification: str
+    """Default data classification of the team's requests (see socle.governance.residency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ def _org(row: OrganisationRow) -> OrganisationRecord:
 
 
 def _team(row: TeamRow) -> TeamRecord:
-    return TeamRecord(row.id, row.org_id, row.name, row.created_at)
+    return TeamRecord(row.id, row.org_id, row.name, row.created_at, row.classification)
 
 
 def _principal(row: PrincipalRow) -> PrincipalRecord:
@@ -145,12 +147,12 @@ class Directory:
         return org
 
     # Teams ------------------------------------------------------------------------------------------
-    async def create_team(self, org_id: str, name: str) -> TeamRecord:
+    async def create_team(self, org_id: str, name: str, classification: str = "internal") -> TeamRecord:
         try:
             async with self._db.session() as session:
                 if await session.get(OrganisationRow, org_id) is None:
                     raise NotFoundError(f"No organisation {org_id!r}.", code="organisation_not_found")
-                row = TeamRow(org_id=org_id, name=name)
+                row = TeamRow(org_id=org_id, name=name, classification=classification)
                 session.add(row)
                 await session.flush()
                 return _team(row)
@@ -195,6 +197,15 @@ class Directory:
                 await session.execute(update(table).where(table.id == row_id).values(name=name))
         except IntegrityError as exc:
             raise ConflictError(taken, param="name") from exc
+
+    async def set_classification(self, org_id: str | None, ref: str, classification: str) -> TeamRecord:
+        """Change a team's default data classification (the caller validated the value)."""
+        team = await self.get_team(org_id, ref)
+        async with self._db.session() as session:
+            await session.execute(
+                update(TeamRow).where(TeamRow.id == team.id).values(classification=classification)
+            )
+        return replace(team, classification=classification)
 
     async def delete_team(self, org_id: str | None, ref: str) -> TeamRecord:
         """Delete a team without API keys (409 otherwise), with its role bindings, model grants and

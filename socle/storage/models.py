@@ -110,6 +110,8 @@ class TeamRow(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = _created_at()
+    classification: Mapped[str] = mapped_column(String(16), default="internal", server_default="internal")
+    """Default data classification of the team's requests (residency routing)."""
 
 
 class PrincipalRow(Base):

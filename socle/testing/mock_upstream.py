@@ -4,7 +4,8 @@ It answers ``/v1/chat/completions`` and ``/v1/completions`` (streaming and not),
 ``/v1/models`` exactly as :class:`socle.engines.fake.FakeEngine` would (same reply, same ``max_tokens``
 and stop rules, same hash embeddings), after a fixed latency, and can be told to fail: HTTP 500, a
 connection dropped before the first byte or in the middle of a stream, a 400 saying the context is too
-long, a plain 400, or a 429. It records the last request (path, headers, JSON body) for assertions.
+long, a plain 400, or a 429. It records the last request (path, headers, JSON body) for assertions,
+and, when ``state.received`` is a ``bytearray``, every byte it receives (to prove that nothing reached it).
 
 It must never be the bottleneck of a benchmark, so it is a minimal HTTP/1.1 server written directly on
 :class:`asyncio.Protocol` (keep-alive, ``Content-Length`` and chunked request bodies, chunked responses
@@ -131,6 +132,8 @@ class MockState:
     requests: int = 0
     connections: int = 0
     """Connections accepted so far (to check keep-alive reuse)."""
+    received: bytearray | None = None
+    """Set to a ``bytearray`` to record every byte received, control requests included."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply control-endpoint changes; ``latency_ms``/``token_delay_ms`` are accepted in ms."""
@@ -145,7 +148,10 @@ class MockState:
                 raise ValueError(f"unknown mock state field {key!r}")
 
     def public(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        state = dataclasses.asdict(self)
+        received = state.pop("received")
+        state["received_bytes"] = None if received is None else len(received)
+        return state
 
 
 @dataclass(slots=True)
@@ -327,6 +333,8 @@ class _Connection(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self._state.received is not None:
+            self._state.received += data
         self._buffer += data
         if not self._busy:
             self._next()

@@ -153,3 +153,18 @@ def test_admin_commands(served: tuple[SocleProcess, Path]) -> None:
     table = socle("usage", "--group-by", "model", "--csv", *url, cwd=home)
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].startswith("model,requests,errors")
+
+
+def test_team_classification_commands(served: tuple[SocleProcess, Path]) -> None:
+    process, home = served
+    url = ["--url", process.url]
+    created = socle("teams", "create", "legal", "--classification", "confidential", "--json", *url, cwd=home)
+    assert created.returncode == 0, created.stderr
+    assert orjson.loads(created.stdout)["classification"] == "confidential"
+    changed = socle("teams", "classify", "legal", "secret", *url, cwd=home)
+    fields = changed.stdout.split()  # id, name, organisation id, classification
+    assert changed.returncode == 0 and (fields[1], fields[-1]) == ("legal", "secret"), changed.stderr
+    listed = [line.split() for line in socle("teams", "list", *url, cwd=home).stdout.splitlines()]
+    assert any(row[1] == "legal" and row[-1] == "secret" for row in listed)
+    wrong = socle("teams", "classify", "legal", "top-secret", *url, cwd=home)
+    assert wrong.returncode != 0 and "'top-secret' is not one of" in wrong.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,13 @@ from socle.config import FakeEngineConfig, ModelRoute
 from socle.engines.base import ChatInput, Delta, Engine, EngineHealth, SamplingParams
 from socle.engines.fake import FakeEngine
 from socle.engines.router import Router
-from socle.errors import EngineError, EngineUnavailableError, ModelNotFoundError, UnsupportedError
+from socle.errors import (
+    EngineError,
+    EngineUnavailableError,
+    ModelNotFoundError,
+    ResidencyError,
+    UnsupportedError,
+)
 
 pytestmark = pytest.mark.anyio
 REQUEST = ChatInput("m", ({"role": "user", "content": "hello"},), SamplingParams())
@@ -140,3 +147,31 @@ def test_every_engine_kind_has_an_implementation() -> None:
 
     assert set(ENGINE_CLASSES) == {"llamacpp", "openai_compat", "embeddings", "fake"}
     assert isinstance(_engine("a"), Engine)
+
+
+async def test_zones_restrict_first_choice_and_failover() -> None:
+    """Failover never leaves the allowed zones: the only healthy engine, outside them, is never called."""
+    router = await _router(_engine("outside", zone="non-eu"), _engine("broken", zone="on-prem", fail=True))
+    pool = router.resolve("m")
+    tried: list[str] = []
+    failed: list[str] = []
+
+    def chat(engine: Engine) -> Any:
+        tried.append(engine.config.name)
+        return engine.chat(REQUEST)
+
+    def stream(engine: Engine) -> AsyncIterator[Delta]:
+        tried.append(engine.config.name)
+        return engine.chat_stream(REQUEST)
+
+    with pytest.raises(EngineUnavailableError):
+        await router.call(
+            pool, "chat", chat, zones={"on-prem"}, on_failover=lambda s, _: failed.append(s.name)
+        )
+    with pytest.raises(EngineUnavailableError):
+        await router.stream(pool, "chat", stream, zones={"on-prem"})
+    assert tried == ["broken", "broken"] and failed == ["broken"]
+    with pytest.raises(ResidencyError):
+        await router.call(pool, "chat", chat, zones={"eu"})
+    result, engine = await router.call(pool, "chat", chat, zones={"on-prem", "non-eu"})
+    assert engine.config.name == "outside" and result.text == "from outside"

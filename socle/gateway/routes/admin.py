@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from socle.errors import NotFoundError, PermissionDeniedError
+from socle.config import Classification
+from socle.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.services import Services
@@ -48,10 +49,16 @@ class OrgIn(_Body):
 class TeamIn(_Body):
     name: str = Field(min_length=1, max_length=200, pattern=_NAME)
     org: str | None = Field(default=None, description=_ORG_HELP)
+    classification: Classification | None = Field(
+        default=None, description="Default data classification; default: residency.default_classification."
+    )
 
 
 class TeamPatch(_Body):
-    name: str = Field(min_length=1, max_length=200, pattern=_NAME)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=_NAME)
+    classification: Classification | None = Field(
+        default=None, description="The team's default data classification (residency routing)."
+    )
 
 
 class PrincipalIn(_Body):
@@ -180,8 +187,11 @@ async def list_teams(
 
 
 @router.post("/teams", status_code=201, summary="Create a team (in the caller's organisation, or in org)")
-async def create_team(body: TeamIn, caller: Admin, directory: DirectoryDep) -> Response:
-    team = await directory.create_team(await _org_id(directory, caller, body.org), body.name)
+async def create_team(
+    body: TeamIn, caller: Admin, services: ServicesDep, directory: DirectoryDep
+) -> Response:
+    level = body.classification or services.settings.residency.default_classification
+    team = await directory.create_team(await _org_id(directory, caller, body.org), body.name, level)
     return JSONBytes(_asdict(team, "team"), status_code=201)
 
 
@@ -190,9 +200,19 @@ async def get_team(team: str, caller: TeamManager, directory: DirectoryDep) -> R
     return JSONBytes(_asdict(await team_of(directory, caller, team), "team"))
 
 
-@router.patch("/teams/{team}", summary="Rename a team")
-async def update_team(team: str, body: TeamPatch, caller: Admin, directory: DirectoryDep) -> Response:
-    return JSONBytes(_asdict(await directory.rename_team(None, team, body.name), "team"))
+@router.patch("/teams/{team}", summary="Rename a team or change its default data classification")
+async def update_team(
+    team: str, body: TeamPatch, caller: Admin, services: ServicesDep, directory: DirectoryDep
+) -> Response:
+    if body.name is None and body.classification is None:
+        raise BadRequestError("Give a new name, a classification, or both.", param="name")
+    record = await directory.get_team(None, team)
+    if body.name is not None:
+        record = await directory.rename_team(None, record.id, body.name)
+    if body.classification is not None:
+        record = await directory.set_classification(None, record.id, body.classification)
+        services.residency.forget(record.id)
+    return JSONBytes(_asdict(record, "team"))
 
 
 @router.delete("/teams/{team}", summary="Delete a team that never had keys (409 otherwise)")
@@ -200,6 +220,7 @@ async def delete_team(team: str, caller: Admin, services: ServicesDep, directory
     record = await directory.delete_team(None, team)
     services.quotas.invalidate()
     services.access.invalidate()
+    services.residency.forget(record.id)
     return JSONBytes({"deleted": True, "id": record.id, "team": record.name})
 
 
