@@ -200,8 +200,7 @@ class UsageRecorder:
         self._wake.set()
         if self._pruner is not None:  # a deletion cut short is rolled back and redone at the next start
             self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
+            await asyncio.gather(self._pruner, return_exceptions=True)  # nothing may stop the flush below
             self._pruner = None
         if self._task is not None:
             await self._task  # never cancelled: a batch being written must finish or go back
@@ -282,6 +281,8 @@ class UsageRecorder:
                 await self.prune()
             except StorageError as exc:  # the database is away: try again at the next tick
                 log.warning("usage retention: cannot delete expired records now: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug here must not end retention for good: logged, retried
+                log.exception("usage retention failed; retrying in %.0f s", self._prune_interval)
             await asyncio.sleep(self._prune_interval)
 
     async def _run(self) -> None:
