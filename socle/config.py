@@ -46,6 +46,7 @@ __all__ = [
     "OpenAICompatEngineConfig",
     "ResidencySettings",
     "Settings",
+    "UsageSettings",
     "load_settings",
     "offline_environment",
 ]
@@ -288,6 +289,46 @@ class ResidencySettings(BaseModel):
         return frozenset(value)
 
 
+class UsageSettings(BaseModel):
+    """How usage records are written and how long they are kept; see docs/operations.md (durability)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flush_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Buffered usage records are written at least this often; a crash (kill -9) loses at "
+        "most the records of this last interval.",
+    )
+    flush_max_records: int = Field(
+        default=500, ge=1, description="Records are written as soon as this many wait (one batch)."
+    )
+    max_buffer: int = Field(
+        default=100_000,
+        ge=1,
+        description="Records held while the database is unavailable; more are dropped and counted.",
+    )
+    raw_retention_days: int | None = Field(
+        default=90, ge=1, description="Per-request records are deleted after this many days (unset: kept)."
+    )
+    rollup_retention_days: int | None = Field(
+        default=1096,
+        ge=1,
+        description="Daily sums are deleted after this many days (unset: kept); at least raw_retention_days.",
+    )
+    prune_interval_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between two deletions of expired records and sums."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> UsageSettings:
+        if self.rollup_retention_days is not None and (
+            self.raw_retention_days is None or self.rollup_retention_days < self.raw_retention_days
+        ):
+            raise ValueError("usage.rollup_retention_days must be unset or at least usage.raw_retention_days")
+        return self
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
 
 JWTAlgorithm = Literal[
@@ -416,8 +457,8 @@ class Settings(BaseSettings):
     )
     health_check_interval_s: float = Field(default=10.0, gt=0, description="Seconds between engine probes.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 when pools are full.")
-    usage_flush_interval_s: float = Field(
-        default=0.5, gt=0, description="Usage records are written in batches."
+    usage: UsageSettings = Field(
+        default_factory=UsageSettings, description="Usage records and rollups (`[usage]`)."
     )
     budget_fail_open: bool = Field(
         default=False,

@@ -7,9 +7,10 @@ and roles and actions (from the RBAC registry).
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from pydantic import BaseModel
@@ -109,7 +110,7 @@ def _default(name: str, info: FieldInfo) -> str:
     return f"`{info.default!r}`" if info.default is not None else "unset"
 
 
-def _table(model: type[BaseModel], env: bool) -> list[str]:
+def _table(model: type[BaseModel], env: bool, prefix: str = "SOCLE_") -> list[str]:
     head = (
         "| field | env | type | default | description |"
         if env
@@ -120,7 +121,7 @@ def _table(model: type[BaseModel], env: bool) -> list[str]:
         description = (info.description or "").replace("|", "\\|")
         cells = [f"`{name}`"]
         if env:
-            cells.append(f"`SOCLE_{name.upper()}`" + (" / `SOCLE_HOME`" if name == "data_dir" else ""))
+            cells.append(f"`{prefix}{name.upper()}`" + (" / `SOCLE_HOME`" if name == "data_dir" else ""))
         cells += [f"`{_type(info)}`", _default(name, info), description]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -128,6 +129,16 @@ def _table(model: type[BaseModel], env: bool) -> list[str]:
 
 def render_configuration() -> str:
     out = [_INTRO, "## Settings", "", *_table(Settings, env=True), ""]
+    for name, section in _sections():
+        doc = inspect.cleandoc(section.__doc__ or "")
+        out += [
+            f"## `[{name}]`",
+            "",
+            doc,
+            "",
+            *_table(section, env=True, prefix=f"SOCLE_{name.upper()}__"),
+            "",
+        ]
     kinds: list[tuple[str, type[BaseModel]]] = [
         ("llamacpp", LlamaCppEngineConfig),
         ("openai_compat", OpenAICompatEngineConfig),
@@ -143,6 +154,17 @@ def render_configuration() -> str:
     out += [*_table(ModelAccessSettings, env=False), ""]
     out += ["Environment: `SOCLE_MODEL_ACCESS__DEFAULT=deny`.", ""]
     return "\n".join(out)
+
+
+def _sections() -> list[tuple[str, type[BaseModel]]]:
+    """The settings that are tables of their own (``[usage]``, ``[oidc]``...)."""
+    found = []
+    for name, info in Settings.model_fields.items():
+        optional = get_args(info.annotation) if type(None) in get_args(info.annotation) else ()
+        for candidate in (info.annotation, *optional):  # a model, or a model or None; not lists of models
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found.append((name, candidate))
+    return found
 
 
 def render_cli() -> str:

@@ -31,13 +31,22 @@ _LIMIT_COLUMNS = ["id", "scope", "scope_id", "requests_per_minute", "tokens_per_
 
 
 @click.command("usage")
-@click.option("--since", default=None, help="ISO date or time (default: 31 days ago).")
-@click.option("--until", default=None, help="ISO date or time (default: now).")
+@click.option("--since", default=None, help="ISO date or time (default: 30 days ago; sums: its whole day).")
+@click.option(
+    "--until", default=None, help="ISO date or time, exclusive (default: now; sums: to its day's end)."
+)
 @click.option("--team", default=None, help="Team id or name.")
+@click.option("--principal", default=None, help="User or service account id.")
 @click.option("--model", default=None, help="Public model name.")
 @click.option(
-    "--group-by", default="day,model", show_default=True, help="Among day, team, model, principal..."
+    "--group-by",
+    default="day,model",
+    show_default=True,
+    help="Among day, team, model, principal, engine, zone.",
 )
+@click.option("--records", is_flag=True, help="List the per-request records (newest first) instead of sums.")
+@click.option("--limit", default=100, show_default=True, help="Records per page (with --records).")
+@click.option("--cursor", default=None, help="Next page: the cursor printed after the previous one.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @json_option
 @server_options
@@ -45,26 +54,55 @@ def usage(
     since: str | None,
     until: str | None,
     team: str | None,
+    principal: str | None,
     model: str | None,
     group_by: str,
+    records: bool,
+    limit: int,
+    cursor: str | None,
     as_csv: bool,
     as_json: bool,
     url: str,
     key: str | None,
     data_dir: Path,
 ) -> None:
-    """Usage sums over a period: your own, your team's (team admins) or everyone's (admins, auditors)."""
-    params = {"since": since, "until": until, "team": team, "model": model, "group_by": group_by}
+    """Usage sums per day over a period, or the per-request records: your own, your team's (team
+    admins) or everyone's (admins, auditors)."""
+    params: dict[str, Any] = {"since": since, "until": until, "team": team, "principal": principal}
+    params["model"] = model
+    if records:
+        params.update(limit=limit, cursor=cursor)
+    else:
+        params["group_by"] = group_by
     params = {k: v for k, v in params.items() if v is not None}
     if as_csv:
         params["format"] = "csv"
     obj = {"url": url, "key": key, "data_dir": data_dir}
-    data = call(obj, "GET", "/usage", prefix="", params=params)
+    data = call(obj, "GET", "/usage/records" if records else "/usage", prefix="", params=params)
     if as_csv:
         click.echo(data, nl=False)
         return
-    groups = data["group_by"]
-    out(data, as_json, [*groups, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_eur"])
+    if records:
+        out(data, as_json, _RECORD_COLUMNS)
+        if data["next_cursor"] and not as_json:
+            click.echo(f"more: --cursor {data['next_cursor']}", err=True)
+        return
+    columns = ["requests", "errors", "prompt_tokens", "completion_tokens", "cost_eur", "p95_latency_ms"]
+    out(data, as_json, [*data["group_by"], *columns])
+
+
+_RECORD_COLUMNS = [
+    "created_at",
+    "request_id",
+    "team_id",
+    "principal_id",
+    "model",
+    "status_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_eur",
+    "latency_ms",
+]
 
 
 def _flat(status: dict[str, Any]) -> dict[str, Any]:

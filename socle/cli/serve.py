@@ -65,7 +65,10 @@ async def _serve(settings: Settings) -> None:
     click.echo(f"Starting Socle (data in {settings.resolved_data_dir})...", err=True)
     services = await Services.start(settings)
     try:
-        app = create_app(settings, services=services)
+        # Closed by the app's shutdown: uvicorn ends the process by re-raising SIGTERM or SIGINT once
+        # it has stopped, so code after serve() may never run, and the services must be closed before
+        # (the usage recorder writes its last records then). The finally below covers failed starts.
+        app = create_app(settings, services=services, close_services=True)
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -83,4 +86,4 @@ async def _serve(settings: Settings) -> None:
         click.echo(f"Socle is serving the OpenAI-compatible API on {base}/v1", err=True)
         await server.serve()
     finally:
-        await services.aclose()
+        await services.aclose()  # a no-op once the app's shutdown has closed them

@@ -35,13 +35,15 @@ def create_app(
     *,
     services: Services | None = None,
     on_started: Callable[[Services], None] | None = None,
+    close_services: bool = False,
 ) -> FastAPI:
     """Build the app. Its lifespan starts the services, unless started ``services`` are passed in (then
-    the caller owns them). ``on_started`` is called once they are up (the CLI prints the admin key)."""
+    the caller owns them, unless ``close_services``: then the lifespan's end closes them). ``on_started``
+    is called once they are up (the CLI prints the admin key)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = services is None
+        owned = services is None or close_services
         running = await Services.start(settings) if services is None else services
         app.state.services = running
         if on_started is not None:

@@ -92,7 +92,7 @@ class Services:
                     known_roles=list(ROLES),
                 )
                 stack.push_async_callback(oidc.aclose)
-            usage = UsageRecorder(db, settings.usage_flush_interval_s)
+            usage = UsageRecorder.from_settings(db, settings.usage)
             await usage.start()
             stack.push_async_callback(usage.aclose)
             access = ModelAccess(

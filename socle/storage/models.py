@@ -21,6 +21,8 @@ Identity, as the next issues (teams, roles, budgets, audit) will extend it::
   identity row changed meanwhile) and outlive the rows it names; its ids come from authenticated
   principals, so they are right by construction. ``request_id`` is unique, which makes a retried
   batch idempotent.
+- ``usage_daily_team`` and ``usage_daily_principal`` hold the daily sums of those records (see
+  :mod:`socle.observability.rollups`), updated in the transaction that inserts the records.
 
 Every id is a ULID string (:func:`socle.storage.types.new_id`); every timestamp is aware UTC.
 """
@@ -35,11 +37,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Column,
+    Date,
+    Double,
     ForeignKey,
     Index,
     MetaData,
     Numeric,
     String,
+    Table,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -47,6 +53,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from socle.storage.types import ID_LENGTH, UTCDateTime, new_id, utcnow
 
 __all__ = [
+    "LATENCY_BUCKETS",
+    "USAGE_DAILY_PRINCIPAL",
+    "USAGE_DAILY_TEAM",
     "AlertRow",
     "PRINCIPAL_KINDS",
     "ApiKeyRow",
@@ -166,7 +175,11 @@ class ApiKeyRow(Base):
 
 class UsageRow(Base):
     __tablename__ = "usage_records"
-    __table_args__ = (Index(None, "team_id", "created_at"), Index(None, "principal_id", "created_at"))
+    __table_args__ = (
+        Index(None, "team_id", "created_at"),
+        Index(None, "principal_id", "created_at"),
+        Index(None, "created_at"),  # listing every team's records, and deleting expired ones
+    )
 
     id: Mapped[str] = _id()
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -184,6 +197,41 @@ class UsageRow(Base):
     ttft_ms: Mapped[float | None]
     status_code: Mapped[int]
     created_at: Mapped[datetime] = _created_at()
+
+
+LATENCY_BUCKETS = 40
+"""Columns ``latency_00`` … ``latency_39`` of the daily sums: a latency histogram (bounds in
+:mod:`socle.observability.rollups`)."""
+
+
+def _usage_daily(name: str, *keys: str) -> Table:
+    """A table of daily usage sums keyed by ``day`` (UTC) and ``keys``; every other column is a sum,
+    except ``latency_ms_max``."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("day", Date, primary_key=True),
+        *(Column(key, String(ID_LENGTH if key.endswith("_id") else 200), primary_key=True) for key in keys),
+        *(
+            Column(column, BigInteger, nullable=False)
+            for column in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_nano_eur")
+        ),
+        Column("latency_ms_sum", Double, nullable=False),
+        Column("latency_ms_max", Double, nullable=False),
+        Column("ttft_ms_sum", Double, nullable=False),
+        Column("ttft_count", BigInteger, nullable=False),
+        *(Column(f"latency_{i:02d}", BigInteger, nullable=False) for i in range(LATENCY_BUCKETS)),
+    )
+
+
+USAGE_DAILY_TEAM = _usage_daily("usage_daily_team", "team_id", "model", "engine", "zone")
+"""Daily sums per team, model, engine and zone: what team-level reports read."""
+USAGE_DAILY_PRINCIPAL = _usage_daily(
+    "usage_daily_principal", "team_id", "principal_id", "model", "engine", "zone"
+)
+"""The same per principal too: what reports on one principal, or per principal, read."""
+Index(None, USAGE_DAILY_PRINCIPAL.c.principal_id, USAGE_DAILY_PRINCIPAL.c.day)
+Index(None, USAGE_DAILY_PRINCIPAL.c.team_id, USAGE_DAILY_PRINCIPAL.c.day)
 
 
 # Budgets and rate limits (see socle.governance.budgets and socle.governance.ratelimits) --------------

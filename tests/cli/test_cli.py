@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +35,14 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 """
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SOCLE_")}
+    """The environment without SOCLE_ settings, importing this checkout's socle (not an installed one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCLE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 def socle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -153,6 +160,16 @@ def test_admin_commands(served: tuple[SocleProcess, Path]) -> None:
     table = socle("usage", "--group-by", "model", "--csv", *url, cwd=home)
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].startswith("model,requests,errors")
+    socle("chat", "Encore", "-m", "fake-chat", *url, cwd=home)  # two answered chats now, one per key
+    for _ in range(100):  # the server writes its usage records within usage.flush_interval_s
+        records = socle("usage", "--records", "--limit", "1", "--json", *url, cwd=home)
+        assert records.returncode == 0, records.stderr
+        if len(orjson.loads(records.stdout)["data"]) and orjson.loads(records.stdout)["has_more"]:
+            break
+        time.sleep(0.1)
+    listed_records = socle("usage", "--records", "--limit", "1", *url, cwd=home)
+    assert listed_records.returncode == 0, listed_records.stderr
+    assert "fake-chat" in listed_records.stdout and "more: --cursor" in listed_records.stderr
 
 
 def test_team_classification_commands(served: tuple[SocleProcess, Path]) -> None:

@@ -85,12 +85,12 @@ async def test_totals_by_team_and_period_with_exact_costs(database: Database) ->
     old = datetime.now(UTC) - timedelta(days=40)
     recorder.record(usage(cost_eur=Decimal("0.1"), created_at=old))
     recorder.record(usage(cost_eur=0.2))  # the gateway passes floats; stored as their decimal
-    recorder.record(usage(cost_eur=Decimal("0.0000001234"), prompt_tokens=1))
+    recorder.record(usage(cost_eur=Decimal("0.0000001234"), prompt_tokens=1))  # stored as 124 nano-euros
     recorder.record(usage(team_id="team-b", completion_tokens=7, ttft_ms=3.0))
     await recorder.aclose()
-    assert await recorder.totals("team-a") == UsageTotals(3, 21, 15, Decimal("0.3000001234"))
+    assert await recorder.totals("team-a") == UsageTotals(3, 21, 15, Decimal("0.300000124"))
     assert await recorder.totals("team-a", since=old + timedelta(days=1)) == UsageTotals(
-        2, 11, 10, Decimal("0.2000001234")
+        2, 11, 10, Decimal("0.200000124")
     )
     assert await recorder.totals("team-b") == UsageTotals(1, 10, 7, Decimal("0.1"))
     assert (await recorder.totals()).requests == 4
