@@ -14,6 +14,7 @@ Later steps (guardrails, residency routing, audit) slot into :meth:`Pipeline._ad
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
 from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
+from socle.governance.guardrails import Guard, GuardState, guard_stream
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
 from socle.governance.quotas import Hold, Quotas, prompt_bound
@@ -54,6 +56,8 @@ class Call:
     """What the request reserved in budgets and rate limits, until it is settled."""
     chunks: int = 0
     """Text deltas streamed to the client (the charge of a stream cut before the engine's count)."""
+    guard: GuardState | None = None
+    """Guardrail policy, version and decisions (``guard.decisions``: what the audit records)."""
 
     @property
     def model(self) -> str:
@@ -72,12 +76,14 @@ class Pipeline:
         metrics: Metrics,
         usage: UsageRecorder,
         quotas: Quotas | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
         self.metrics = metrics
         self.usage = usage
         self.quotas = quotas
+        self.guard = guard
 
     # Steps ----------------------------------------------------------------------------------------
     def _admit(self, call: Call, model: str, max_tokens: int | None = None, n: int | None = None) -> Pool:
@@ -97,6 +103,29 @@ class Pipeline:
                 param="max_tokens",
             )
         return pool
+
+    async def _guard_input(
+        self, call: Call, messages: tuple[dict[str, Any], ...]
+    ) -> tuple[dict[str, Any], ...]:
+        """Guardrails on the input (raises 400 on ``block``); long texts are scanned off the event loop."""
+        guard = self.guard
+        if guard is None:
+            return messages
+        call.guard = state = guard.begin(
+            call.principal.principal_id,
+            call.principal.team_name,
+            call.principal.team_id,
+            getattr(call, "raise_classification", None),
+        )
+        if sum(len(str(m.get("content") or "")) for m in messages) < 2000:
+            return guard.guard_messages(messages, state)
+        return await asyncio.to_thread(guard.guard_messages, messages, state)
+
+    def _guard_output(self, call: Call, result: Generated) -> Generated:
+        if self.guard is None or call.guard is None:
+            return result
+        text, cut = self.guard.guard_output(result.text, call.guard)
+        return Generated(text, "length" if cut else result.finish_reason, result.usage)
 
     async def _reserve(
         self, call: Call, pool: Pool, prompt_tokens: Callable[[], int], max_tokens: int | None
@@ -170,19 +199,20 @@ class Pipeline:
         assert call.pool is not None
         try:
             result, call.engine = await self.router.call(call.pool, capability, fn)
+            call.usage = result.usage
+            result = self._guard_output(call, result)
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
-        call.usage = result.usage
         await self._finish(call, 200)
-        return result  # type: ignore[no-any-return]
+        return result
 
     # Endpoints ------------------------------------------------------------------------------------
     async def chat(self, call: Call, body: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
         max_tokens = body.requested_max_tokens()
         try:
             pool = self._admit(call, body.model, max_tokens, body.n)
-            messages = _messages(body)
+            messages = await self._guard_input(call, _messages(body))
             max_tokens = await self._reserve(
                 call,
                 pool,
@@ -222,6 +252,7 @@ class Pipeline:
         try:
             pool = self._admit(call, body.model, body.max_tokens, body.n)
             prompt = _single_prompt(body)
+            prompt = (await self._guard_input(call, ({"role": "user", "content": prompt},)))[0]["content"]
             max_tokens = await self._reserve(call, pool, lambda: prompt_bound([prompt]), body.max_tokens)
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
@@ -307,6 +338,8 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        if self.guard is not None and call.guard is not None:
+            deltas = guard_stream(deltas, self.guard, call.guard)
         return self._sse(call, capability, deltas, include_usage)
 
     async def _sse(

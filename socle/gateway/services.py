@@ -19,6 +19,7 @@ from socle.engines.router import Router, Slot
 from socle.gateway.pipeline import Pipeline
 from socle.governance.alerts import Alerts, build_sinks
 from socle.governance.directory import Directory
+from socle.governance.guardrails import Guard
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
@@ -50,6 +51,8 @@ class Services:
     _stack: AsyncExitStack
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
+    guard: Guard | None = None
+    """Guardrails (detectors and team policies), unless ``settings.guardrails.enabled`` is false."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -90,6 +93,9 @@ class Services:
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
+            guard = Guard(settings.guardrails) if settings.guardrails.enabled else None
+            if guard is not None:
+                await asyncio.to_thread(guard.warm_up)  # the NER model, once per process
             services = cls(
                 settings=settings,
                 db=db,
@@ -97,13 +103,14 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage, quotas),
+                pipeline=Pipeline(settings, router, metrics, usage, quotas, guard),
                 bootstrap=result,
                 alerts=alerts,
                 directory=Directory(db, incompatible_roles=settings.incompatible_roles),
                 quotas=quotas,
                 _stack=stack.pop_all(),
                 oidc=oidc,
+                guard=guard,
             )
         return services
 
