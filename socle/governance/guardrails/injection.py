@@ -174,7 +174,9 @@ INDIRECT: tuple[Signal, ...] = (
 )
 """Signals, in untrusted content only, of text that addresses the assistant."""
 
-_SENTENCE = re.compile(r"[^\n.!?]{1,2000}(?:[.!?]{1,3}|$)", re.MULTILINE)
+# A sentence ends at . ! or ? before a space (not inside "www.example.com"), or at a line end; a long
+# run without either is cut every 2,000 characters (the match never backtracks: linear time).
+_SENTENCE = re.compile(r"(?:[^\n.!?]|[.!?](?=\S)){1,2000}[.!?]{0,3}")
 _LEADING = re.compile(r"[\s\-*>#\"'`(\[{|:•–—0-9]{0,12}")
 
 
