@@ -22,23 +22,33 @@ from pathlib import Path
 OUT = Path(__file__).with_name("fr_pii.jsonl")
 rng = random.Random(20260401)
 
-COMMON_FIRST = "Marie Jean Pierre Nathalie Isabelle Philippe Sophie Nicolas Camille Julien Céline Thomas Émilie Laurent Claire Antoine Hélène François Julie Mathieu".split()
-RARE_FIRST = "Anatole Bérénice Capucine Gaspard Honorine Isaure Léandre Maëlys Nolwenn Ophélie Perrine Quitterie Romane Soizic Tanguy Ulysse Violaine Wandrille Zélie Enguerrand Firmin Gwenaëlle Hortense Joachim Marius Octave Pacôme Timothée Aminata Mamadou Yanis Kenza Ilyès Rayane Malo Inaya".split()
-LAST = "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon Laurent Lefebvre Michel Garcia David Bertrand Roux Vincent Fournier Morel Girard André Lefèvre Mercier Dupont Lambert Bonnet François Martinez Le Goff Kerjean Nguyen Traoré Benali Haddad Da Silva Rousseau Blanchard Guérin Fabre Chevalier Gauthier Perrin Masson Marchand Duval Denis Lemaire Brun".split(
-    " "
+COMMON_FIRST = """Marie Jean Pierre Nathalie Isabelle Philippe Sophie Nicolas Camille Julien Céline Thomas
+    Émilie Laurent Claire Antoine Hélène François Julie Mathieu""".split()
+RARE_FIRST = """Anatole Bérénice Capucine Gaspard Honorine Isaure Léandre Maëlys Nolwenn Ophélie Perrine
+    Quitterie Romane Soizic Tanguy Ulysse Violaine Wandrille Zélie Enguerrand Firmin Gwenaëlle Hortense
+    Joachim
+    Marius Octave Pacôme Timothée Aminata Mamadou Yanis Kenza Ilyès Rayane Malo Inaya""".split()
+LAST = (
+    """Martin|Bernard|Dubois|Thomas|Robert|Richard|Petit|Durand|Leroy|Moreau|Simon|Laurent|Lefebvre|Michel|
+    Garcia|David|Bertrand|Roux|Vincent|Fournier|Morel|Girard|André|Lefèvre|Mercier|Dupont|Lambert|Bonnet|
+    François|Martinez|Le Goff|Kerjean|Nguyen|Traoré|Benali|Haddad|Da Silva|Rousseau|Blanchard|Guérin|Fabre|
+    Chevalier|Gauthier|Perrin|Masson|Marchand|Duval|Denis|Lemaire|Brun""".replace("\n", "")
+    .replace("    ", "")
+    .split("|")
 )
 CITIES = [("75011", "Paris"), ("69003", "Lyon"), ("13008", "Marseille"), ("31000", "Toulouse"),
           ("44000", "Nantes"), ("67000", "Strasbourg"), ("33000", "Bordeaux"), ("59000", "Lille"),
           ("35000", "Rennes"), ("29200", "Brest"), ("63000", "Clermont-Ferrand"), ("06000", "Nice"),
           ("21000", "Dijon"), ("37000", "Tours"), ("80000", "Amiens"), ("20000", "Ajaccio"),
-          ("97400", "Saint-Denis"), ("64100", "Bayonne"), ("51100", "Reims"), ("87000", "Limoges")]  # fmt: skip
+          ("97400", "Saint-Denis"), ("64100", "Bayonne"), ("51100", "Reims"),
+          ("87000", "Limoges")]  # fmt: skip
 STREET_TYPES = ["rue", "avenue", "boulevard", "place", "allée", "chemin", "impasse", "quai", "route"]
 STREET_NAMES = ["de la République", "Victor Hugo", "des Lilas", "Jean Jaurès", "du Général de Gaulle",
                 "Pasteur", "des Acacias", "de la Gare", "Gambetta", "du Moulin", "des Écoles",
                 "Saint-Michel", "de Verdun", "Émile Zola", "des Tilleuls", "du Port", "Voltaire",
                 "de la Liberté", "des Roses", "Sainte-Catherine"]  # fmt: skip
-DOMAINS = ["orange.fr", "free.fr", "gmail.com", "laposte.net", "wanadoo.fr", "mairie-rennes.fr", "chu-lyon.fr",
-           "entreprise.fr", "yahoo.fr", "sfr.fr"]  # fmt: skip
+DOMAINS = ["orange.fr", "free.fr", "gmail.com", "laposte.net", "wanadoo.fr", "mairie-rennes.fr",
+           "chu-lyon.fr", "entreprise.fr", "yahoo.fr", "sfr.fr"]  # fmt: skip
 MONTHS = "janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split()
 PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTVWXYZ"
 
@@ -155,7 +165,8 @@ def plate() -> str:
 
 
 def passport() -> str:
-    return f"{rng.randrange(10, 99)}{rng.choice(PLATE_LETTERS)}{rng.choice(PLATE_LETTERS)}{rng.randrange(10000, 99999)}"
+    letters = rng.choice(PLATE_LETTERS) + rng.choice(PLATE_LETTERS)
+    return f"{rng.randrange(10, 99)}{letters}{rng.randrange(10000, 99999)}"
 
 
 def id_card() -> str:
