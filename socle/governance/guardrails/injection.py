@@ -22,6 +22,7 @@ phrasings; the benchmark measures them on BIPIA's *test* split, whose attack cat
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ class Signal:
 
 
 def _signal(name: str, score: float, *alternatives: str) -> Signal:
-    return Signal(name, re.compile("(?:" + "|".join(alternatives) + ")"), score)
+    return Signal(name, re.compile("(?:" + "|".join(alternatives) + ")", re.MULTILINE), score)
 
 
 _W = r"[a-z']{1,20}"  # one word
@@ -113,38 +114,55 @@ DIRECT: tuple[Signal, ...] = (
 )
 """Signals of an injection attempt, in user messages and documents alike."""
 
-_OUTPUT = (
-    r"(?:response|responses|answer|answers|reply|replies|output|message|summary|translation|explanation|"
-    r"code|codebase|implementation|solution|algorithm|program|script|elucidation|result|text)"
+_DECODED = tuple(s for s in DIRECT if s.name != "persona")
+"""Signals looked for in decoded views (persona names such as "dan" turn up in rot13 noise)."""
+
+_OUTPUT = r"(?:response|responses|answer|answers|reply|replies|output|summary|translation|explanation)"
+_CODE = r"(?:code|codebase|implementation|solution|algorithm|program|script|elucidation)"
+_TRANSFORM = (
+    r"(?:modify|enhance|augment|change|alter|rewrite|format|start|begin|end|conclude|sign|prefix|append to|"
+    r"encode|encrypt|translate|reverse|invert|render|express|provide|write|scramble|jumble|group|convert|"
+    r"combine|remove|replace|rearrange|substitute|shift|misspell|anagram|use|apply|integrate|include|add)"
+)
+_INTEGRATE = (
+    r"(?:add|include|incorporate|integrate|embed|insert|blend|merge|fuse|weave|interweave|infuse|inject|"
+    r"meld|absorb|adopt|deploy|enlist|employ|utili[sz]e|leverage|append|introduce|execute|engage|"
+    r"harmoni[sz]e|seamlessly blend|ensure|feature|assimilate)"
 )
 _TASK_VERBS = (
     "write|draft|compose|develop|create|generate|produce|provide|give me|show me|tell me|help me|explain|"
-    "describe|summari[sz]e|analy[sz]e|recommend|suggest|list|outline|translate|determine|classify|"
-    "calculate|compute|compare|evaluate|predict|convert|encode|encrypt|decode|render|rewrite|paraphrase|"
-    "break down|find me|name|define|detail|illustrate|teach me|walk me through|plan|design|brainstorm"
+    "describe|summari[sz]e|analy[sz]e|recommend|suggest|outline|translate|determine|classify|calculate|"
+    "compute|compare|evaluate|predict|convert|encode|encrypt|decode|render|rewrite|paraphrase|break down|"
+    "find me|illustrate|teach me|walk me through|brainstorm|replace|reverse|rearrange|scramble|jumble|"
+    "misspell|substitute|anagram"
 )
+_PROSE = r"(?![^\n]{0,2000}[|=`{}#<>\[\]])"  # a sentence with no table, code or markup characters
 
 INDIRECT: tuple[Signal, ...] = (
     _signal(
         "output-reference",
         0.95,
-        rf"\b(?:in|into|to|within|from|throughout|with|of) your(?: {_W}){{0,2}} {_OUTPUT}\b",
-        rf"\byour {_OUTPUT}(?:'s)?(?: {_W}){{0,4}} (?:should|must|will|could|needs? to)\b",
-        rf"\b(?:modify|enhance|augment|change|alter|rewrite|format|start|begin|end|conclude|sign|prefix|"
-        rf"append to) your(?: {_W}){{0,2}} {_OUTPUT}\b",
+        rf"\b(?:in|into|to|within|throughout|from) your(?: {_W})? {_OUTPUT}\b",
+        rf"\byour {_OUTPUT}(?:'s)?(?: {_W}){{0,4}} (?:should|must|will|needs? to)\b",
+        rf"\b{_TRANSFORM}(?: {_W}){{0,4}} (?:(?:in|of|to|into) )?your(?: {_W})? (?:{_OUTPUT}|message)\b",
         r"\b(?:respond|reply|answer|write back)(?: only)? (?:in|using|with) (?:base ?\d\d|rot ?13|hex|"
         r"binary|morse|emojis?|[a-z]{4,12}ish|french|spanish|german|italian|portuguese|chinese|russian|"
         r"reverse)\b",
-        r"\byour (?:reply|response|answer|message|output)\b",
         r"\b(?:dans|a) (?:ta|votre) (?:reponse|sortie|resume)\b",
     ),
     _signal(
         "embed-code",
         0.9,
-        r"\b(?:following|subsequent|below|above|this) code (?:snippet|block|excerpt|section|segment|"
-        r"fragment)\b.{0,80}\byour\b",
-        r"\byour (?:code|codebase|implementation|solution|algorithm|program|script)\b",
+        r"\b(?:following|subsequent|below|above) code (?:snippet|block|excerpt|section|segment|"
+        r"fragment)\b.{0,80}\b(?:your|the code you)\b",
+        rf"\b{_INTEGRATE}(?: {_W}){{0,3}} (?:the )?(?:following|subsequent|below) code (?:snippet|block|"
+        r"excerpt|section|segment|fragment)\b",
+        r"\bthe code you (?:develop|write|produce|generate|create|build)\b",
+        rf"\byour {_CODE}\b.{{0,80}}\b(?:following|subsequent|below) code (?:snippet|block|excerpt|section|"
+        r"segment|fragment)\b",
+        rf"\b{_INTEGRATE}\b.{{0,80}}\b(?:into|in|within|to|of) (?:the [a-z]{{1,20}} of )?your {_CODE}\b",
     ),
+    _signal("your-output", 0.5, rf"\byour (?:{_OUTPUT}|{_CODE}|message)\b"),
     _signal(
         "addressed-to-assistant",
         0.9,
@@ -160,15 +178,16 @@ INDIRECT: tuple[Signal, ...] = (
     _signal(
         "task-request",
         0.8,
-        rf"^(?:please |kindly |now |also |then )?(?:{_TASK_VERBS})\b(?! (?:us|our|the team)\b)",
+        rf"^{_PROSE}(?:please |kindly |now |also |then )?(?:{_TASK_VERBS})\b(?! (?:us|our|the team)\b)"
+        r"(?: [\w'-]{1,30}){3}",
     ),
     _signal(
         "assistant-question",
         0.7,
-        r"^(?:can|could|would|will) you (?:please )?(?:" + _TASK_VERBS + r"|reply|respond|classify|help)\b",
-        r"^how (?:can|do|should|would|could) i\b",
-        r"^(?:what|which|who|whom|when|where|why|how) (?:is|are|was|were|does|do|did|have|has|can|could|"
-        r"should|would|will)\b(?!.{0,300}\b(?:you|your|we|us|our)\b)[^?]{0,200}\?$",
+        rf"^{_PROSE}(?:can|could|would|will) you (?:please )?(?:{_TASK_VERBS}|reply|respond|classify|help)\b",
+        rf"^{_PROSE}how (?:can|do|should|would|could) i\b",
+        rf"^{_PROSE}(?:what|which|who|whom|when|where|why|how)(?:'s)? [a-z'-]{{1,20}}\b"
+        r"(?!.{0,300}\b(?:you|your|we|us|our|i|my|me|this|it)\b)[^?\n]{0,200}\?$",
         r"^is (?:this|the following|that) (?:feedback|review|text|sentence|comment|statement|tweet)\b",
     ),
 )
@@ -193,15 +212,34 @@ def _sentences(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _signals_in(text: str, signals: tuple[Signal, ...]) -> Iterator[tuple[int, int, str, float]]:
-    """(start, end, signal, score) in ``text`` (already folded and lower-cased)."""
-    for start, end in _sentences(text):
-        sentence = text[start:end]
-        best: tuple[str, float] | None = None
-        for signal in signals:
-            if signal.pattern.search(sentence) and (best is None or signal.score > best[1]):
-                best = (signal.name, signal.score)
-        if best is not None:
-            yield start, end, best[0], best[1]
+    """(start, end, signal, score) of each sentence of ``text`` (folded, lower case) with a signal.
+
+    The sentences are joined one per line, so that each signal is one pass over the text (``^`` and
+    ``$`` are a sentence's start and end), whatever the number of sentences."""
+    spans = list(_sentences(text))
+    if not spans:
+        return
+    starts: list[int] = []
+    position = 0
+    for start, end in spans:
+        starts.append(position)
+        position += end - start + 1
+    joined = "\n".join(text[start:end] for start, end in spans)
+    best: dict[int, tuple[str, float]] = {}
+    for signal in signals:
+        for match in signal.pattern.finditer(joined):
+            i = bisect_right(starts, match.start()) - 1
+            if i not in best or signal.score > best[i][1]:
+                best[i] = (signal.name, signal.score)
+    for i in sorted(best):
+        yield spans[i][0], spans[i][1], best[i][0], best[i][1]
+
+
+# rot13 forms of the words direct signals start from: the rot13 view is scanned only if one is there.
+_ROT13_HINTS = re.compile(
+    "vtaber|qvfertneq|sbetrg|bireevqr|olcnff|vafgehpgvba|cebzcg|wnvyoernx|bhoyvr|pbafvtar|erirny|"
+    "flfgrz|qrirybcre|erfgevpgvba|hasvygrerq|qb nalguvat"
+)
 
 
 def scan_injection(text: str, *, untrusted: bool, view: Normalised | None = None) -> list[Finding]:
@@ -215,8 +253,10 @@ def scan_injection(text: str, *, untrusted: bool, view: Normalised | None = None
     for start, end, name, score in _signals_in(lower, signals):
         findings.append(Finding(kind, *folded.original(start, end), f"injection:{name}", score))
     for decoded in decoded_views(folded.text):
+        if decoded.encoding == "rot13" and not _ROT13_HINTS.search(lower):
+            continue
         inner = normalise(decoded.text, fold=True).text.lower()
-        for _s, _e, name, score in _signals_in(inner, DIRECT):
+        for _s, _e, name, score in _signals_in(inner, _DECODED):
             start, end = folded.original(decoded.start, decoded.end)
             findings.append(Finding(kind, start, end, f"injection:{name}:{decoded.encoding}", score))
             break

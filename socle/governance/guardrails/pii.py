@@ -138,10 +138,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         "IBAN_CODE",
         "iban",
         re.compile(
-            r"(?<![A-Za-z0-9])(?:"
-            + "|".join(sorted(IBAN_LENGTHS))
-            + r")\d{2}(?:[ \u00a0]?[A-Za-z0-9]{1,4}){3,8}",
-            re.IGNORECASE,
+            r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ \u00a0]?[A-Za-z0-9]{1,4}){3,8}"  # country checked after
         ),
         1.0,
         1.0,
@@ -327,6 +324,8 @@ def _has_context(rec: Recogniser, text: str, start: int, end: int) -> bool:
 
 
 def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
+    if rec.score == 0 and rec.context is not None and rec.context.search(text) is None:
+        return  # reported only with context, and there is none anywhere in the text
     for match in rec.pattern.finditer(text):
         start, end = match.span(rec.group)
         if rec.type == "IBAN_CODE":
