@@ -51,17 +51,19 @@ def iban_valid(text: str) -> bool:
 
 def nir_valid(text: str) -> bool:
     """French social security number (NIR): 13 characters and a 2-digit key, key = 97 - (number mod 97).
-    Corsica's department codes 2A and 2B count as 19 and 18."""
+    Corsica's department codes 2A and 2B count as 19 and 18. First digit 1 or 2 (7 or 8: temporary
+    numbers)."""
     nir = _NOT_ALNUM.sub("", text).upper()
-    if len(nir) != 15 or nir[0] not in "12378" or not nir[13:].isdigit():
+    if len(nir) != 15 or nir[0] not in "1278" or not nir[13:].isdigit():
         return False
     body = nir[:13]
     if body[5:7] == "2A":
         body = body[:5] + "19" + body[7:]
     elif body[5:7] == "2B":
         body = body[:5] + "18" + body[7:]
-    if not body.isdigit() or not (1 <= int(body[3:5]) <= 12 or int(body[3:5]) >= 20):
-        return False  # month 01-12, or one of the codes used when it is unknown (20 and above)
+    month = int(body[3:5]) if body.isdigit() else 0
+    if not (1 <= month <= 12 or month == 20 or 30 <= month <= 42 or month >= 50):
+        return False  # month 01-12, or one of the codes used when it is unknown
     return 97 - int(body) % 97 == int(nir[13:])
 
 

@@ -4,7 +4,7 @@ names in France, the UK, the US and the rest of Europe; not derived from any eva
 
 from __future__ import annotations
 
-__all__ = ["FIRST_NAMES", "HONORIFICS", "NOT_NAMES", "STREET_TYPES_EN", "STREET_TYPES_FR"]
+__all__ = ["FIRST_NAMES", "HONORIFICS", "NOT_IN_NAMES", "NOT_NAMES", "STREET_TYPES_EN", "STREET_TYPES_FR"]
 
 FIRST_NAMES = frozenset(
     """
@@ -78,3 +78,22 @@ NOT_NAMES = frozenset(
     """.split()
 )
 """Capitalised words that are never a given name at the start of a name."""
+
+NOT_IN_NAMES = NOT_NAMES | frozenset(
+    """
+    and or of for to in on at by with from de du des et ou pour sur dans avec chez sans
+    street road avenue boulevard lane drive court place square rue allée chemin quai route
+    university université college school école institute institut hospital hôpital clinic clinique
+    bank banque company société group groupe inc ltd llc corp sa sas sarl gmbh plc co team équipe
+    hotel hôtel restaurant café museum musée church église city ville county state états united unis
+    north south east west nord sud est ouest new nouveau nouvelle san saint sainte st mount mont lake lac
+    river rivière park parc republic république kingdom royaume national nationale international
+    department département ministry ministère council conseil office bureau service services
+    center centre centre-ville airport aéroport station gare port island île beach plage valley
+    mr mrs ms miss dr prof sir madam monsieur madame mademoiselle docteur maître
+    please thank thanks dear regards best kind yours sincerely merci cordialement bonjour bonsoir
+    i you he she we they it my your his her our their what who when where why how which this that
+    yes no ok okay hello hi hey not all any every some one two three first second last next
+    """.split()
+)
+"""Words that never belong to a person's name: a capitalised run containing one is not a name."""

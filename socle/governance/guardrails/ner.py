@@ -30,6 +30,7 @@ from socle.governance.guardrails.findings import Finding
 from socle.governance.guardrails.gazetteer import (
     FIRST_NAMES,
     HONORIFICS,
+    NOT_IN_NAMES,
     NOT_NAMES,
     STREET_TYPES_EN,
     STREET_TYPES_FR,
@@ -52,7 +53,7 @@ _INTRO = re.compile(
 _ANYWORD = rf"[{_UPPER}{_LOWER}][{_UPPER}{_LOWER}'’.-]{{0,30}}"
 _FIELD = re.compile(
     r"(?im)^[ \t]{0,8}(?:name|full name|nom|nom complet|nom et prénom|prénom et nom|"
-    r"patient|client|titulaire|holder)[ \t]{0,3}:[ \t]{0,3}"
+    r"patient|client|titulaire|holder)[ \t]{0,3}:[ \t]{0,8}"
     rf"({_ANYWORD}(?:[ ]{_ANYWORD}){{0,3}})"
 )
 _SEQUENCE = re.compile(rf"(?<![\w'’-]){_NAME}")
@@ -102,11 +103,23 @@ class RuleNER:
             if first in FIRST_NAMES and first not in NOT_NAMES:
                 score = 0.75 if len(words) > 1 else 0.55
                 yield Finding("PERSON", match.start(), match.end(), "rules:given-name", score)
+            elif 2 <= len(words) <= 3 and _looks_like_name(words):
+                yield Finding("PERSON", match.start(), match.end(), "rules:proper-names", 0.55)
         for pattern in (_FR_ADDRESS, _EN_ADDRESS):
             for match in pattern.finditer(text):
                 yield Finding("ADDRESS", match.start(), match.end(), "rules:address", 0.85)
         for match in _POSTCODE_CITY.finditer(text):
             yield Finding("ADDRESS", match.start(), match.end(), "rules:postcode", 0.6)
+
+
+def _looks_like_name(words: list[str]) -> bool:
+    """Two or three capitalised words, none of them a function word, a place or organisation word or
+    an acronym: ``Tünde Hoffmann``, ``Liisa Lepistö`` (a weaker signal: score 0.55)."""
+    for word in words:
+        lower = word.lower().strip("'’")
+        if lower in NOT_IN_NAMES or len(word) < 2 or sum(c.isupper() for c in word) > 2 or word.isupper():
+            return False
+    return True
 
 
 _LABELS = {"PER": "PERSON", "LOC": "LOCATION", "ORG": "ORGANIZATION"}

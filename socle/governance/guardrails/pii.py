@@ -40,8 +40,8 @@ class Recogniser:
     context_score: float
     context: re.Pattern[str] | None = None
     validate: Callable[[str], bool] | None = None
-    group: int = 0
-    """Regex group that is the entity (the rest of the match only anchors it)."""
+    plausible: Callable[[str], bool] | None = None
+    """Without context, a match must also pass this (a grouped number that could be an amount)."""
 
 
 def _words(*words: str) -> re.Pattern[str]:
@@ -69,8 +69,8 @@ def _phone(text: str) -> bool:
     return 7 <= len(digits) <= 15 and not _DATE_LIKE.match(text) and len(set(digits)) > 2
 
 
-def _phone_not_amount(text: str) -> bool:
-    return _phone(text) and not _AMOUNT_LIKE.match(text)
+def _not_amount(text: str) -> bool:
+    return not _AMOUNT_LIKE.match(text)
 
 
 def _ipv6(text: str) -> bool:
@@ -98,6 +98,14 @@ _CARD_CONTEXT = _words(
     "card", "carte", "cb", "visa", "mastercard", "amex", "american express", "credit", "cr[ée]dit",
     "debit", r"d[ée]bit", "payment", "paiement", "maestro", "jcb", "diners",
 )  # fmt: skip
+_NIR_CONTEXT = _words(
+    r"nir",
+    r"s[ée]cu(?:rit[ée] sociale)?",
+    "insee",
+    "social security",
+    r"num[ée]ro d'assur[ée]",
+    "carte vitale",
+)
 _COMPANY_CONTEXT = _words(
     "siren", "siret", "rcs", "soci[ée]t[ée]", "entreprise", "company", "sas", "sarl", "sa"
 )
@@ -128,7 +136,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         "EMAIL_ADDRESS",
         "email",
         re.compile(
-            r"(?<![\w.+%-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+            r"(?<![\w.+%-])[\w.%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?){0,6}\.[A-Za-z]{2,24}(?![\w-])"
         ),
         0.95,
@@ -147,12 +155,13 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         "FR_NIR",
         "nir",
         re.compile(
-            r"(?<![\w])[12378][ .]?\d{2}[ .]?(?:0[1-9]|1[0-2]|[2-9]\d)[ .]?(?:\d{2}|2[AaBb])[ .]?\d{3}"
+            r"(?<![\w])[1278][ .]?\d{2}[ .]?(?:0[1-9]|1[0-2]|[2-9]\d)[ .]?(?:\d{2}|2[AaBb])[ .]?\d{3}"
             r"[ .]?\d{3}[ .]?\d{2}(?![\w])"
         ),
+        0.97,
         1.0,
-        1.0,
-        validate=nir_valid,
+        _NIR_CONTEXT,
+        nir_valid,
     ),
     Recogniser(
         "FR_SIRET",
@@ -221,13 +230,14 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         "PHONE_NUMBER",
         "phone-generic",
         re.compile(
-            r"(?<![\w+.,/:-])(?:\(?\d{2,4}\)?(?:[ .\-\u00a0]\(?\d{2,4}\)?){1,5}|\d{7,12})"
+            r"(?<![\w+.,/:-])(?:\(?\d{2,4}\)?(?:[ .\-\u00a0]\(?\d{2,8}\)?){1,5}|\d{7,12})"
             r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w/:]|[.,:-]\d)"
         ),
         0.3,
         0.8,
         _PHONE_CONTEXT,
-        _phone_not_amount,
+        _phone,
+        _not_amount,
     ),
     Recogniser(
         "IP_ADDRESS",
@@ -327,7 +337,7 @@ def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
     if rec.score == 0 and rec.context is not None and rec.context.search(text) is None:
         return  # reported only with context, and there is none anywhere in the text
     for match in rec.pattern.finditer(text):
-        start, end = match.span(rec.group)
+        start, end = match.span()
         if rec.type == "IBAN_CODE":
             found = _iban_span(text, start, end)
             if found is None:
@@ -336,7 +346,10 @@ def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
         value = text[start:end]
         if rec.validate is not None and not rec.validate(value):
             continue
-        score = rec.context_score if _has_context(rec, text, start, end) else rec.score
+        context = _has_context(rec, text, start, end)
+        if not context and rec.plausible is not None and not rec.plausible(value):
+            continue
+        score = rec.context_score if context else rec.score
         if score > 0:
             yield Finding(rec.type, start, end, rec.detector, score)
 

@@ -55,7 +55,7 @@ def test_nir_key_and_corsica() -> None:
     corsica = "185052A006084"  # 2A counts as 19 in the key
     key = 97 - int("1850519006084") % 97
     assert nir_valid(f"{corsica}{key:02d}") and not nir_valid(f"{corsica}{(key + 1) % 97:02d}")
-    assert not nir_valid("4850578006084" + "00")  # sex digit must be 1, 2, 3, 7 or 8
+    assert not nir_valid("4850578006084" + "00")  # first digit must be 1, 2, 7 or 8
 
 
 # Structured recognisers -------------------------------------------------------------------------
