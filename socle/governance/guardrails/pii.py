@@ -336,13 +336,16 @@ def _has_context(rec: Recogniser, text: str, start: int, end: int) -> bool:
 def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
     if rec.score == 0 and rec.context is not None and rec.context.search(text) is None:
         return  # reported only with context, and there is none anywhere in the text
-    for match in rec.pattern.finditer(text):
+    position = 0
+    while (match := rec.pattern.search(text, position)) is not None:
         start, end = match.span()
-        if rec.type == "IBAN_CODE":
+        position = end
+        if rec.type == "IBAN_CODE":  # the match may run into the next words: keep the valid IBAN only
             found = _iban_span(text, start, end)
             if found is None:
+                position = start + 1
                 continue
-            end = found
+            end = position = found
         value = text[start:end]
         if rec.validate is not None and not rec.validate(value):
             continue
