@@ -18,7 +18,7 @@
   mixed French and English text with personal data), P50 and P95 over ``--runs`` texts, with names by
   rules only and with the spaCy model; Presidio's analyzer alone on the same texts.
 
-Usage: ``python bench/guardrails.py [--split test|train] [--runs 200] [--no-presidio]``
+Usage: ``python bench/guardrails.py [--split test|train] [--runs 200] [--quick] [--no-presidio]``
 """
 
 from __future__ import annotations
@@ -242,7 +242,10 @@ def main() -> None:
     parser.add_argument("--split", choices=["test", "train"], default="test")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--no-presidio", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="30 latency runs instead of --runs")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 30
     print(f"# Guardrails benchmark\n\nMachine: {machine_line()}")
 
     rules = Guard(GuardrailSettings(ner="rules"), ner=[RuleNER()])
