@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -176,12 +177,10 @@ class Guard:
             findings += resolve_overlaps(scan_injection(text, untrusted=stage == "context"))
         if stage == "output" and state is not None:
             findings += _leaks(text, state)
-        if state is not None and state.pseudonyms is not None:
-            placeholders = [m.span() for m in PLACEHOLDER.finditer(text)]
-            if placeholders:
-                findings = [
-                    f for f in findings if not any(f.start < e and s < f.end for s, e in placeholders)
-                ]
+        if state is not None and state.pseudonyms:  # this call's placeholders are not findings
+            taken = [m.span() for m in PLACEHOLDER.finditer(text)]
+            starts = [start for start, _ in taken]
+            findings = [f for f in findings if not _overlaps(f, taken, starts)]
         return sorted(findings, key=lambda f: (f.start, f.end))
 
     def verdict(self, text: str, stage: str, state: GuardState) -> Verdict:
@@ -290,6 +289,14 @@ class Guard:
             text = text[: cap or 0]
             state.record_cap()
         return state.restore(self.apply(text, "output", state)), cut
+
+
+def _overlaps(finding: Finding, spans: list[tuple[int, int]], starts: list[int]) -> bool:
+    """Whether ``finding`` overlaps one of ``spans`` (disjoint, sorted; ``starts`` their starts)."""
+    i = bisect_right(starts, finding.start)
+    if i > 0 and spans[i - 1][1] > finding.start:
+        return True
+    return i < len(spans) and spans[i][0] < finding.end
 
 
 def _leaks(text: str, state: GuardState) -> list[Finding]:

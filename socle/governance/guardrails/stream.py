@@ -56,15 +56,10 @@ class StreamGuard:
             cut = len(text) - self.holdback
             space = text.rfind(" ", 0, cut)
             cut = space + 1 if space > cut - self.holdback // 2 else cut
-            moved = True
-            while moved:  # never release part of a finding or of a placeholder
-                moved = False
-                for finding in findings:
-                    if finding.start < cut < finding.end:
-                        cut, moved = finding.start, True
-                for start, end in _placeholder_spans(text):
-                    if start < cut < end:
-                        cut, moved = start, True
+            spans = [(f.start, f.end) for f in findings] + _placeholder_spans(text)
+            for start, end in sorted(spans, reverse=True):  # by start, descending: one pass suffices
+                if start < cut < end:
+                    cut = start  # never release part of a finding or of a placeholder
         released = [f for f in findings if f.end <= cut]
         self.pending = text[cut:]
         out = self.state.restore(self.guard.enforce(text[:cut], "output", self.state, released))
