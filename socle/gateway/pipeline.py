@@ -23,6 +23,7 @@ routes never repeat them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,7 @@ from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Genera
 from socle.engines.router import Pool, Router, close_stream
 from socle.errors import BadRequestError, PermissionDeniedError, ResidencyError, SocleError, UnsupportedError
 from socle.governance.access import ModelAccess
+from socle.governance.guardrails import Guard, GuardState, guard_stream
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
 from socle.governance.quotas import Hold, Quotas, prompt_bound
@@ -78,6 +80,9 @@ class Call:
     def classification(self) -> Classification:
         return self.classified.level
 
+    guard: GuardState | None = None
+    """Guardrail policy, version and decisions (``guard.decisions``: what the audit records)."""
+
     @property
     def model(self) -> str:
         return self.pool.name if self.pool else ""
@@ -96,6 +101,7 @@ class Pipeline:
         usage: UsageRecorder,
         quotas: Quotas | None = None,
         access: ModelAccess | None = None,
+        guard: Guard | None = None,
         *,
         residency: Residency,
     ) -> None:
@@ -106,6 +112,7 @@ class Pipeline:
         self.quotas = quotas
         self.access = access
         self.residency = residency
+        self.guard = guard
 
     # Steps ----------------------------------------------------------------------------------------
     async def _admit(
@@ -149,6 +156,29 @@ class Pipeline:
         if decision is None:  # every endpoint routes first: refuse rather than send anywhere
             raise ResidencyError("This request was not classified; it cannot be routed.")
         return {"zones": decision.allowed_zones, "on_failover": decision.failed}
+
+    async def _guard_input(
+        self, call: Call, messages: tuple[dict[str, Any], ...]
+    ) -> tuple[dict[str, Any], ...]:
+        """Guardrails on the input (raises 400 on ``block``); long texts are scanned off the event loop."""
+        guard = self.guard
+        if guard is None:
+            return messages
+        call.guard = state = guard.begin(
+            call.principal.principal_id,
+            call.principal.team_name,
+            call.principal.team_id,
+            call.raise_classification,
+        )
+        if sum(len(str(m.get("content") or "")) for m in messages) < 2000:
+            return guard.guard_messages(messages, state)
+        return await asyncio.to_thread(guard.guard_messages, messages, state)
+
+    def _guard_output(self, call: Call, result: Generated) -> Generated:
+        if self.guard is None or call.guard is None:
+            return result
+        text, cut = self.guard.guard_output(result.text, call.guard)
+        return Generated(text, "length" if cut else result.finish_reason, result.usage)
 
     async def _reserve(
         self, call: Call, pool: Pool, prompt_tokens: Callable[[], int], max_tokens: int | None
@@ -225,19 +255,20 @@ class Pipeline:
         assert call.pool is not None
         try:
             result, call.engine = await self.router.call(call.pool, capability, fn, **self._routing(call))
+            call.usage = result.usage
+            result = self._guard_output(call, result)
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
-        call.usage = result.usage
         await self._finish(call, 200)
-        return result  # type: ignore[no-any-return]
+        return result
 
     # Endpoints ------------------------------------------------------------------------------------
     async def chat(self, call: Call, body: ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
         max_tokens = body.requested_max_tokens()
         try:
             pool = await self._admit(call, body.model, max_tokens, body.n)
-            messages = _messages(body)
+            messages = await self._guard_input(call, _messages(body))
             await self._route(call, pool, "chat")
             max_tokens = await self._reserve(
                 call,
@@ -278,6 +309,7 @@ class Pipeline:
         try:
             pool = await self._admit(call, body.model, body.max_tokens, body.n)
             prompt = _single_prompt(body)
+            prompt = (await self._guard_input(call, ({"role": "user", "content": prompt},)))[0]["content"]
             await self._route(call, pool, "completion")
             max_tokens = await self._reserve(call, pool, lambda: prompt_bound([prompt]), body.max_tokens)
         except SocleError as exc:
@@ -367,6 +399,8 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        if self.guard is not None and call.guard is not None:
+            deltas = guard_stream(deltas, self.guard, call.guard)
         return self._sse(call, capability, deltas, include_usage)
 
     async def _sse(

@@ -21,6 +21,7 @@ from socle.gateway.pipeline import Pipeline
 from socle.governance.access import ModelAccess
 from socle.governance.alerts import Alerts, build_sinks
 from socle.governance.directory import Directory
+from socle.governance.guardrails import Guard
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
@@ -58,6 +59,8 @@ class Services:
     egress refusals are reported (a logging :class:`DecisionSink` until the audit log replaces it)."""
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
+    guard: Guard | None = None
+    """Guardrails (detectors and team policies), unless ``settings.guardrails.enabled`` is false."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -102,10 +105,13 @@ class Services:
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
             residency = Residency(settings.residency, db, cache_s=settings.governance_cache_s)
-            guard = egress.active_guard()
-            if guard is not None:  # refusals of the process-wide egress guard go to the same sink
-                guard.sink = residency
-                stack.callback(setattr, guard, "sink", None)
+            egress_guard = egress.active_guard()
+            if egress_guard is not None:  # refusals of the process-wide egress guard go to the same sink
+                egress_guard.sink = residency
+                stack.callback(setattr, egress_guard, "sink", None)
+            guard = Guard(settings.guardrails) if settings.guardrails.enabled else None
+            if guard is not None:
+                await asyncio.to_thread(guard.warm_up)  # the NER model, once per process
             services = cls(
                 settings=settings,
                 db=db,
@@ -113,7 +119,9 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage, quotas, access, residency=residency),
+                pipeline=Pipeline(
+                    settings, router, metrics, usage, quotas, access, guard, residency=residency
+                ),
                 bootstrap=result,
                 alerts=alerts,
                 directory=Directory(db, incompatible_roles=settings.incompatible_roles),
@@ -122,6 +130,7 @@ class Services:
                 residency=residency,
                 _stack=stack.pop_all(),
                 oidc=oidc,
+                guard=guard,
             )
         return services
 

@@ -62,6 +62,7 @@ class Role:
 _ACTIONS: Final = (
     Action("model.use", "Call the inference API (chat, completions, embeddings) on allowed models."),
     Action("model.list", "List the models one may use."),
+    Action("guardrails.check", "Scan a text with the guardrails and see what one's team policy would do."),
     Action("knowledge.read", "Search and question the knowledge collections one may read."),
     Action("knowledge.write", "Create collections and upload or delete documents."),
     Action("keys.manage", "Create, list and revoke API keys of the team."),
@@ -79,7 +80,7 @@ _ACTIONS: Final = (
 ACTIONS: Final = MappingProxyType({a.name: a for a in _ACTIONS})
 """Every action a route may require, by name."""
 
-_USE = frozenset({"model.use", "model.list"})
+_USE = frozenset({"model.use", "model.list", "guardrails.check"})
 _ROLES: Final = (
     Role("admin", "Runs the platform.", frozenset(ACTIONS), org_wide=True),
     Role(
