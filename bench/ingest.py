@@ -71,7 +71,10 @@ def socle_speed(files: list[Path]) -> dict[str, float]:
         try:
             doc = parse(path, path.name)
             chunks = chunk(
-                [b for d in _flatten(doc) for b in d.blocks], max_tokens=256, overlap_tokens=32, tokenizer=tokenizer
+                [b for d in _flatten(doc) for b in d.blocks],
+                max_tokens=256,
+                overlap_tokens=32,
+                tokenizer=tokenizer,
             )
         except IngestError as exc:
             totals[f"status:{type(exc).status}"] += 1
@@ -224,37 +227,47 @@ def main() -> None:
     print("\n## Speed (parse + chunk for Socle; parse only for the peer)")
     print(
         f"socle:      {ours['pdf_pages_per_s']:8.1f} PDF pages/s  {ours['documents_per_s']:6.1f} docs/s  "
-        f"{ours['chunks_per_s']:7.1f} chunks/s  ({ours['documents']:.0f} parsed, {ours['chunks']:.0f} chunks, "
-        f"{ours['pdf_pages']:.0f} PDF pages, {ours['seconds']:.1f} s, peak RSS {peak:.0f} MB)"
+        f"{ours['chunks_per_s']:7.1f} chunks/s"
+    )
+    print(
+        f"{'':12}{ours['documents']:.0f} parsed, {ours['chunks']:.0f} chunks, "
+        f"{ours['pdf_pages']:.0f} PDF pages, {ours['seconds']:.1f} s, peak RSS {peak:.0f} MB"
     )
     refused = {k.split(":")[1]: int(v) for k, v in ours.items() if k.startswith("status:")}
     print(f"            refused with a typed status: {refused}")
     if convert is not None:
         theirs = peer_speed(files, convert)
         print(
-            f"markitdown: {theirs['pdf_pages_per_s']:8.1f} PDF pages/s  {theirs['documents_per_s']:6.1f} docs/s  "
-            f"({theirs['documents']:.0f} converted, {theirs.get('failed', 0):.0f} failed, {theirs['seconds']:.1f} s)"
+            f"markitdown: {theirs['pdf_pages_per_s']:8.1f} PDF pages/s  "
+            f"{theirs['documents_per_s']:6.1f} docs/s"
+        )
+        failed = theirs.get("failed", 0)
+        print(
+            f"            {theirs['documents']:.0f} converted, {failed:.0f} failed, {theirs['seconds']:.1f} s"
         )
         if theirs["pdf_pages_per_s"]:
-            print(f"ratio socle/markitdown, PDF pages/s: {ours['pdf_pages_per_s'] / theirs['pdf_pages_per_s']:.1f}x")
+            ratio = ours["pdf_pages_per_s"] / theirs["pdf_pages_per_s"]
+            print(f"ratio socle/markitdown, PDF pages/s: {ratio:.1f}x")
+    print_quality(quality(documents, convert), with_peer=convert is not None)
 
+
+def print_quality(scores: dict[str, dict[str, list[float]]], *, with_peer: bool) -> None:
     print("\n## Parse quality against docling ground truth (token F1 / sequence similarity)")
-    scores = quality(documents, convert)
     header = f"{'format':8} {'files':>5}  {'socle F1':>8} {'socle seq':>9}"
-    print(header + (f"  {'peer F1':>8} {'peer seq':>8}" if convert else ""))
+    print(header + (f"  {'peer F1':>8} {'peer seq':>8}" if with_peer else ""))
     overall: dict[str, list[float]] = defaultdict(list)
     for fmt in sorted(scores):
-        row = scores[fmt]
-        line = f"{fmt:8} {len(row['socle_f1']):5d}  {_mean(row['socle_f1']):8.3f} {_mean(row['socle_seq']):9.3f}"
-        if convert:
-            line += f"  {_mean(row['markitdown_f1']):8.3f} {_mean(row['markitdown_seq']):8.3f}"
-        print(line)
-        for key, values in row.items():
+        print(_quality_line(fmt, scores[fmt], with_peer))
+        for key, values in scores[fmt].items():
             overall[key].extend(values)
-    line = f"{'all':8} {len(overall['socle_f1']):5d}  {_mean(overall['socle_f1']):8.3f} {_mean(overall['socle_seq']):9.3f}"
-    if convert:
-        line += f"  {_mean(overall['markitdown_f1']):8.3f} {_mean(overall['markitdown_seq']):8.3f}"
-    print(line)
+    print(_quality_line("all", overall, with_peer))
+
+
+def _quality_line(fmt: str, row: dict[str, list[float]], with_peer: bool) -> str:
+    line = f"{fmt:8} {len(row['socle_f1']):5d}  {_mean(row['socle_f1']):8.3f} {_mean(row['socle_seq']):9.3f}"
+    if with_peer:
+        line += f"  {_mean(row['markitdown_f1']):8.3f} {_mean(row['markitdown_seq']):8.3f}"
+    return line
 
 
 if __name__ == "__main__":

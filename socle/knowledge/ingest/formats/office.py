@@ -23,11 +23,13 @@ _HEADING_STYLE = re.compile(
     r"^(?:heading|titre|überschrift|kop|título|titolo|rubrik|nagłówek)\s*(\d)$", re.IGNORECASE
 )
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_M = "{http://schemas.openxmlformats.org/officeDocument/2006/math}"
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 
 
 def parse_docx(source: Source, info: DocumentInfo, limits: ParseLimits) -> Iterator[Block | Attachment]:
     import docx
-    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
     with source.open() as file:
         try:
@@ -43,27 +45,56 @@ def parse_docx(source: Source, info: DocumentInfo, limits: ParseLimits) -> Itera
     if props.created is not None:
         info.metadata["created"] = props.created.isoformat()
     outline, budget = Outline(), TextBudget(info, limits)
-    for item in document.iter_inner_content():
-        if isinstance(item, Table):
-            text = markdown_table(_docx_rows(item._tbl))
+    for element in _body_elements(document.element.body):
+        if element.tag == f"{_W}tbl":
+            text = markdown_table(_docx_rows(element))
             if text:
                 yield budget(Block("table", text, 0, outline.path))
             continue
-        block = _docx_paragraph(item, outline)
+        block = _docx_paragraph(Paragraph(element, document), outline)
         if block is not None:
             yield budget(block)
+
+
+def _body_elements(parent: Any) -> Iterator[Any]:
+    """Paragraphs and tables of the body in order, including those inside content controls."""
+    for child in parent.iterchildren():
+        if child.tag in (f"{_W}p", f"{_W}tbl"):
+            yield child
+        elif child.tag == f"{_W}sdt":
+            content = child.find(f"{_W}sdtContent")
+            if content is not None:
+                yield from _body_elements(content)
+
+
+def _xml_text(element: Any) -> str:
+    """All the text under an element: runs, text boxes, drawings, equations; tabs and breaks kept.
+    The VML fallback of a text box repeats its DrawingML text, so it is skipped."""
+    parts: list[str] = []
+    _collect_text(element, parts)
+    return "".join(parts)
+
+
+def _collect_text(node: Any, parts: list[str]) -> None:
+    tag = node.tag
+    if tag == _FALLBACK:
+        return
+    if tag in (f"{_W}t", f"{_M}t"):
+        parts.append(node.text or "")
+    elif tag in (f"{_W}tab", f"{_W}br", f"{_W}cr", f"{_W}p"):
+        parts.append(" " if tag == f"{_W}tab" else "\n")
+    for child in node.iterchildren():
+        _collect_text(child, parts)
 
 
 def _docx_rows(table: Any) -> list[list[str]]:
     """Rows of a Word table read from its XML (sturdier than python-docx's grid on odd tables);
     a cell spanning columns is repeated in each, as it reads in the grid."""
     rows = []
-    for tr in table.iter(f"{_W}tr"):
+    for tr in table.iterchildren(f"{_W}tr"):
         cells = []
         for tc in tr.iterchildren(f"{_W}tc"):
-            text = " ".join(
-                "".join(t.text or "" for t in p.iter(f"{_W}t")) for p in tc.iterchildren(f"{_W}p")
-            )
+            text = _xml_text(tc)
             span = tc.find(f"{_W}tcPr/{_W}gridSpan")
             repeat = int(span.get(f"{_W}val", "1")) if span is not None else 1
             cells.extend([clean(text)] * min(max(repeat, 1), 64))
@@ -72,7 +103,7 @@ def _docx_rows(table: Any) -> list[list[str]]:
 
 
 def _docx_paragraph(paragraph: Any, outline: Outline) -> Block | None:
-    text = clean(paragraph.text)
+    text = clean(_xml_text(paragraph._p))
     if not text:
         return None
     style = (paragraph.style.name if paragraph.style is not None else "") or ""
