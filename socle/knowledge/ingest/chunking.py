@@ -158,7 +158,7 @@ class _Packer:
 def iter_chunks(
     blocks: Iterable[Block],
     *,
-    max_tokens: int = 256,
+    max_tokens: int = 254,
     overlap_tokens: int = 32,
     tokenizer: Tokenizer | None = None,
     title: str = "",
@@ -181,7 +181,7 @@ def iter_chunks(
 def chunk(
     blocks: Iterable[Block],
     *,
-    max_tokens: int = 256,
+    max_tokens: int = 254,
     overlap_tokens: int = 32,
     tokenizer: Tokenizer | None = None,
     title: str = "",
