@@ -29,6 +29,7 @@ from socle.errors import ConfigError
 
 __all__ = [
     "AlertSettings",
+    "AuditSettings",
     "DEFAULT_CHAT_MODEL",
     "DEFAULT_EMBEDDING_MODEL",
     "EmbeddingsEngineConfig",
@@ -170,6 +171,51 @@ class AlertSettings(BaseModel):
     smtp_password: SecretStr | None = None
     smtp_from: str | None = None
     smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mails.")
+
+
+class AuditSettings(BaseModel):
+    """The tamper-evident audit trail (see docs/audit.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    origin: str | None = Field(
+        default=None,
+        pattern=r"^[^\s+]+$",
+        description="Name of the log in its checkpoints, used when the signing key is created; default: "
+        "socle-audit/<random>.",
+    )
+    key_dir: Path | None = Field(
+        default=None,
+        description="Directory of the signing, HMAC and vault keys (0600 files); default: data_dir. "
+        "Replicas must share these files.",
+    )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="A signed checkpoint is made after this many new entries..."
+    )
+    checkpoint_interval_s: float = Field(
+        default=10.0, gt=0, description="...or this many seconds after the last one, if entries were added."
+    )
+    witness_dir: Path | None = Field(
+        default=None, description="Directory that receives a copy of every signed checkpoint."
+    )
+    retention_days: int = Field(
+        default=183,
+        ge=183,
+        description="Entries are kept at least this long (six months minimum: AI Act Art. 19); "
+        "`socle audit prune` removes older ones.",
+    )
+    batch_max: int = Field(default=256, ge=1, description="Entries written per transaction at most.")
+    retry_s: float = Field(
+        default=1.0, gt=0, description="While the log cannot be written, how often writing is retried."
+    )
+    store_content_teams: list[str] = Field(
+        default_factory=list,
+        description="Teams (names or ids) whose prompts and responses are stored, encrypted, in the vault.",
+    )
+    policy_version: str | None = Field(
+        default=None,
+        description="Policy version recorded with each request; default: a digest of the configuration.",
+    )
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
@@ -346,6 +392,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alert sinks (`[alerts]`).")
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="Audit trail (`[audit]`).")
     incompatible_roles: list[list[str]] = Field(
         default_factory=lambda: [["auditor", "admin"]],
         description="Pairs of roles one principal may not hold together (separation of duties).",
