@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socle.config import AuditSettings, Settings
 from socle.errors import AuditUnavailableError, ConfigError
@@ -305,51 +306,71 @@ class AuditLog:
 
     async def _write(self, batch: Sequence[_Pending]) -> list[Receipt]:
         now = utcnow()
-        notes: list[str] = []
         async with self._db.connect() as connection:
             head = await load_head(connection, lock=True)
-            rows, contents, receipts = [], [], []
-            for pending in batch:
-                seq = head.frontier.size
-                entry = pending.prefix + str(seq).encode() + pending.suffix
-                leaf = leaf_hash(entry)
-                head.frontier.append(leaf)
-                if head.size % self.settings.checkpoint_every == 0:  # at exact multiples, even mid-batch
-                    notes.append(await add_checkpoint(connection, head, self.signer, now))
-                rows.append(
-                    {
-                        "seq": seq,
-                        "created_at": pending.created_at,
-                        "type": pending.type,
-                        "actor": _column(pending.actor),
-                        "team_id": _column(pending.team),
-                        "request_id": _column(pending.request_id),
-                        "entry": entry,
-                        "leaf_hash": leaf,
-                    }
-                )
-                receipts.append(Receipt(seq, leaf))
-                if pending.content is not None and pending.request_id:
-                    nonce, sealed = self.vault.seal(pending.request_id, pending.content)
-                    contents.append(
-                        {
-                            "request_id": pending.request_id,
-                            "team_id": _column(pending.team),
-                            "principal_id": _column(pending.actor),
-                            "nonce": nonce,
-                            "ciphertext": sealed,
-                            "created_at": now,
-                        }
-                    )
-            await connection.execute(insert(ENTRIES), rows)
-            if contents:
-                await connection.execute(insert(CONTENTS), contents)
-            if self._checkpoint_due(head, now):
-                notes.append(await add_checkpoint(connection, head, self.signer, now))
+            receipts, notes = await self._append(connection, head, batch, now)
             await save_head(connection, head, now)
         for note in notes:
             await self._witness(note)
         return receipts
+
+    async def append_locked(
+        self, connection: AsyncConnection, head: Head, events: Sequence[Event], now: datetime
+    ) -> list[str]:
+        """Append ``events`` inside a caller's transaction that holds the head (pruning does, to record
+        itself atomically with what it removes); the caller saves the head and then calls
+        :meth:`witness` with the returned notes."""
+        _, notes = await self._append(connection, head, [self._pending(e, None) for e in events], now)
+        return notes
+
+    async def witness(self, notes: Sequence[str]) -> None:
+        for note in notes:
+            await self._witness(note)
+
+    async def _append(
+        self, connection: AsyncConnection, head: Head, batch: Sequence[_Pending], now: datetime
+    ) -> tuple[list[Receipt], list[str]]:
+        """Insert ``batch`` after ``head`` (locked by the caller, who saves it), signing the checkpoints
+        that fall due. Returns the receipts and the signed notes."""
+        rows, contents, receipts, notes = [], [], [], []
+        for pending in batch:
+            seq = head.frontier.size
+            entry = pending.prefix + str(seq).encode() + pending.suffix
+            leaf = leaf_hash(entry)
+            head.frontier.append(leaf)
+            if head.size % self.settings.checkpoint_every == 0:  # at exact multiples, even mid-batch
+                notes.append(await add_checkpoint(connection, head, self.signer, now))
+            rows.append(
+                {
+                    "seq": seq,
+                    "created_at": pending.created_at,
+                    "type": pending.type,
+                    "actor": _column(pending.actor),
+                    "team_id": _column(pending.team),
+                    "request_id": _column(pending.request_id),
+                    "entry": entry,
+                    "leaf_hash": leaf,
+                }
+            )
+            receipts.append(Receipt(seq, leaf))
+            if pending.content is not None and pending.request_id:
+                nonce, sealed = self.vault.seal(pending.request_id, pending.content)
+                contents.append(
+                    {
+                        "request_id": pending.request_id,
+                        "team_id": _column(pending.team),
+                        "principal_id": _column(pending.actor),
+                        "nonce": nonce,
+                        "ciphertext": sealed,
+                        "created_at": now,
+                    }
+                )
+        await connection.execute(insert(ENTRIES), rows)
+        if contents:
+            await connection.execute(insert(CONTENTS), contents)
+        if self._checkpoint_due(head, now):
+            notes.append(await add_checkpoint(connection, head, self.signer, now))
+        return receipts, notes
 
     def _checkpoint_due(self, head: Head, now: datetime) -> bool:
         if head.size <= head.checkpoint_size:

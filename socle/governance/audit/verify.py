@@ -334,6 +334,11 @@ def read_database(url: str, *, batch: int = 20_000) -> tuple[Iterator[Row], Stor
         configure_sqlite(engine, begin="DEFERRED")
     connection = engine.raw_connection()
     cursor = connection.cursor()
+    # One snapshot for every read below, so that a log being written meanwhile is seen at one moment.
+    if engine.dialect.name == "sqlite":
+        cursor.execute("BEGIN")
+    else:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     cursor.execute("SELECT size, root_hash, note FROM audit_checkpoints ORDER BY size")
     checkpoints = [CheckpointRecord(int(s), bytes(r), n) for s, r, n in cursor.fetchall()]
     cursor.execute(
@@ -365,6 +370,7 @@ def read_database(url: str, *, batch: int = 20_000) -> tuple[Iterator[Row], Stor
     def close() -> None:
         try:
             stream.close()
+            connection.rollback()
             connection.close()
         finally:
             engine.dispose()
