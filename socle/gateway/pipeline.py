@@ -8,13 +8,21 @@ case in its budgets, atomically (:mod:`socle.governance.quotas`); ``settle`` (:m
 charges what the engine really used, or releases everything if the call failed before any output, on
 every way a call can end: success, error, end of stream, client disconnect.
 
-Later steps (guardrails, residency routing, audit) slot into :meth:`Pipeline._admit` and
+Audit (fail closed): ``_admit`` refuses at once (503) while the audit log cannot be written, and
+``_finish`` appends the request's entry (:meth:`Pipeline._audit`: an ``inference.request``, or an
+``access.denied`` for a 403/429) before the answer is returned; if that entry cannot be written, the
+answer is withheld and the client gets 503 (a stream gets an error event instead of ``[DONE]``). Other
+steps add what they decide to ``Call.trace`` (``retrieved_chunks``, ``guardrails``, ``routing``,
+``classification``), which the entry records.
+
+Later steps (guardrails, residency routing) slot into :meth:`Pipeline._admit` and
 :meth:`Pipeline._finish`; routes never repeat them.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,7 +35,17 @@ import orjson
 from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
-from socle.errors import BadRequestError, PermissionDeniedError, SocleError, UnsupportedError
+from socle.errors import (
+    AuditUnavailableError,
+    BadRequestError,
+    BudgetExceededError,
+    PermissionDeniedError,
+    RateLimitError,
+    SocleError,
+    UnsupportedError,
+)
+from socle.governance.audit.events import AccessDenied, Event, InferenceRequest
+from socle.governance.audit.log import AuditLog
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
 from socle.governance.quotas import Hold, Quotas, prompt_bound
@@ -54,6 +72,14 @@ class Call:
     """What the request reserved in budgets and rate limits, until it is settled."""
     chunks: int = 0
     """Text deltas streamed to the client (the charge of a stream cut before the engine's count)."""
+    prompt: Any = None
+    """What was sent to the engine (messages, prompt or inputs): HMAC'd in the audit entry."""
+    output: list[str] = field(default_factory=list)
+    """The answer's text, as it was produced: HMAC'd in the audit entry."""
+    trace: dict[str, Any] = field(default_factory=dict)
+    """Decisions other steps record for the audit entry: ``retrieved_chunks``, ``guardrails``,
+    ``routing``, ``classification``."""
+    audited: bool = False
 
     @property
     def model(self) -> str:
@@ -72,16 +98,20 @@ class Pipeline:
         metrics: Metrics,
         usage: UsageRecorder,
         quotas: Quotas | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
         self.metrics = metrics
         self.usage = usage
         self.quotas = quotas
+        self.audit = audit
 
     # Steps ----------------------------------------------------------------------------------------
     def _admit(self, call: Call, model: str, max_tokens: int | None = None, n: int | None = None) -> Pool:
         """Resolve the model and check the principal may use it; validate what engines cannot."""
+        if self.audit is not None:
+            self.audit.ensure_available()
         pool = self.router.resolve(model)
         call.pool = pool
         allowed = call.principal.allowed_models
@@ -119,12 +149,26 @@ class Pipeline:
         return max_tokens
 
     async def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
-        """Record usage and metrics for a finished call (success or failure), then settle or release
-        what it reserved."""
+        """Record usage, metrics and the audit entry of a finished call (success or failure), then settle
+        or release what it reserved (even if the audit entry cannot be written)."""
         self._record(call, status, error)
-        hold, call.hold = call.hold, None
-        if hold is not None and self.quotas is not None:
-            await self.quotas.finish(hold, _spent(call, hold))
+        try:
+            await self._audit(call, status, error)
+        finally:
+            hold, call.hold = call.hold, None
+            if hold is not None and self.quotas is not None:
+                await self.quotas.finish(hold, _spent(call, hold))
+
+    async def _audit(self, call: Call, status: int, error: SocleError | None) -> None:
+        """Append the call's audit entry once; raises :class:`AuditUnavailableError` if it cannot."""
+        if self.audit is None or call.audited or isinstance(error, AuditUnavailableError):
+            return
+        call.audited = True
+        principal = call.principal
+        content = None
+        if call.prompt is not None and self.audit.stores_content(principal.team_id, principal.team_name):
+            content = {"prompt": call.prompt, "response": "".join(call.output)}
+        await self.audit.record(_audit_event(call, status, error, self.audit), content=content)
 
     def _record(self, call: Call, status: int, error: SocleError | None) -> None:
         seconds = time.perf_counter() - call.started
@@ -174,6 +218,7 @@ class Pipeline:
             await self._finish(call, exc.status_code, exc)
             raise
         call.usage = result.usage
+        call.output.append(result.text)
         await self._finish(call, 200)
         return result  # type: ignore[no-any-return]
 
@@ -192,6 +237,7 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        call.prompt = list(messages)
         request = ChatInput(model=pool.name, messages=messages, params=_params(body, max_tokens))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -226,6 +272,7 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        call.prompt = prompt
         request = CompletionInput(model=pool.name, prompt=prompt, params=_params(body, max_tokens))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -262,6 +309,7 @@ class Pipeline:
                 raise BadRequestError(
                     "input must be a non-empty string or a list of non-empty strings.", param="input"
                 )
+            call.prompt = texts
             await self._reserve(call, pool, lambda: prompt_bound(texts, messages=len(texts)), 0)
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
@@ -331,10 +379,12 @@ class Pipeline:
                     call.usage = delta.usage
                 if delta.text:
                     call.chunks += 1
+                    call.output.append(delta.text)
                     piece = {"content": delta.text} if chat else delta.text
                     yield _event(base, _choice(chat, piece, None), include_usage)
                 if delta.finish_reason is not None:
                     yield _event(base, _choice(chat, {} if chat else "", delta.finish_reason), include_usage)
+            await self._audit(call, 200, None)  # before [DONE]: an answer whose entry fails ends in an error
             if include_usage:
                 yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(call.usage)}) + b"\n\n"
             yield b"data: [DONE]\n\n"
@@ -348,7 +398,8 @@ class Pipeline:
             try:
                 await close_stream(deltas)
             finally:
-                await self._finish(call, status, error)  # settles in a task of its own, even if cancelled
+                with contextlib.suppress(AuditUnavailableError):  # the outage is counted and alerted
+                    await self._finish(call, status, error)  # settles in a task of its own, even if cancelled
 
 
 def _spent(call: Call, hold: Hold) -> Spend | None:
@@ -421,3 +472,67 @@ def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
     return vector
+
+
+def _audit_event(call: Call, status: int, error: SocleError | None, audit: AuditLog) -> Event:
+    """The audit entry of a call: ``access.denied`` for a policy refusal, else ``inference.request``."""
+    principal = call.principal
+    common: dict[str, Any] = {
+        "actor": principal.principal_id,
+        "team": principal.team_id,
+        "request_id": call.request_id,
+    }
+    if isinstance(error, PermissionDeniedError | RateLimitError):
+        return AccessDenied(
+            **common,
+            reason=_denial_reason(error),
+            code=error.code,
+            endpoint=call.endpoint,
+            model=call.model or None,
+            status=status,
+            classification=call.trace.get("classification"),
+            allowed_zones=call.trace.get("allowed_zones"),
+        )
+    engine = call.engine
+    nano = (
+        cost_nano_eur(engine.config, call.usage.prompt_tokens, call.usage.completion_tokens) if engine else 0
+    )
+    produced = engine is not None and (status == 200 or bool(call.output))
+    return InferenceRequest(
+        **common,
+        key_id=principal.key_id,
+        endpoint=call.endpoint,
+        model=call.model,
+        engine=call.engine_name,
+        zone=engine.config.zone if engine else "",
+        model_ref=engine.model_id if engine else "",
+        policy_version=audit.policy_version,
+        prompt_hmac=audit.pseudonyms.json(call.prompt) if call.prompt is not None else None,
+        response_hmac=audit.pseudonyms.text("".join(call.output)) if produced else None,
+        prompt_tokens=call.usage.prompt_tokens,
+        completion_tokens=call.usage.completion_tokens,
+        cost_nano_eur=nano,
+        status=status,
+        error_code=error.code if error is not None else None,
+        classification=call.trace.get("classification"),
+        retrieved_chunks=call.trace.get("retrieved_chunks"),
+        guardrails=call.trace.get("guardrails"),
+        routing=call.trace.get("routing")
+        or ({"engine": call.engine_name, "zone": engine.config.zone} if engine else None),
+        content_stored=call.prompt is not None
+        and audit.stores_content(principal.team_id, principal.team_name),
+    )
+
+
+def _denial_reason(error: SocleError) -> Any:
+    if isinstance(error, BudgetExceededError):
+        return "budget"
+    if isinstance(error, RateLimitError):
+        return "rate_limit"
+    code = error.code or ""
+    if code == "model_not_allowed":
+        return "model_access"
+    for reason in ("residency", "guardrail"):
+        if code.startswith(reason):
+            return reason
+    return "rbac"

@@ -1,7 +1,8 @@
 """Everything a running gateway owns, built by the app's lifespan and closed with it.
 
 Start-up order: data dir → database (migrations) → bootstrap admin key → engines (loaded and checked
-concurrently; any failure refuses the start) → router and health checks → usage recorder.
+concurrently; any failure refuses the start) → router and health checks → alerts → audit log (keys
+checked against the log's) → usage recorder → quotas.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
 from socle.gateway.pipeline import Pipeline
 from socle.governance.alerts import Alerts, build_sinks
+from socle.governance.audit.log import AuditLog
 from socle.governance.directory import Directory
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
@@ -47,6 +49,8 @@ class Services:
     directory: Directory
     """Teams, principals and role bindings, for the admin routes."""
     """Budgets and rate limits: ``quotas.budgets`` and ``quotas.limits`` manage them."""
+    audit: AuditLog
+    """The tamper-evident audit log: ``await services.audit.record(event)`` (fail closed)."""
     _stack: AsyncExitStack
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
@@ -74,6 +78,8 @@ class Services:
             stack.push_async_callback(keys.aclose)
             alerts = Alerts(db, build_sinks(settings.alerts))
             stack.push_async_callback(alerts.aclose)
+            audit = await AuditLog.open(db, settings, alerts=alerts)
+            stack.push_async_callback(audit.aclose)  # after the pipeline's users, before alerts and db
             oidc = None
             if settings.oidc is not None:
                 oidc = await OIDCAuthenticator.start(
@@ -97,11 +103,12 @@ class Services:
                 router=router,
                 metrics=metrics,
                 usage=usage,
-                pipeline=Pipeline(settings, router, metrics, usage, quotas),
+                pipeline=Pipeline(settings, router, metrics, usage, quotas, audit),
                 bootstrap=result,
                 alerts=alerts,
                 directory=Directory(db, incompatible_roles=settings.incompatible_roles),
                 quotas=quotas,
+                audit=audit,
                 _stack=stack.pop_all(),
                 oidc=oidc,
             )

@@ -36,6 +36,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     Numeric,
@@ -322,7 +323,10 @@ class AuditEntryRow(Base):
         Index(None, "type", "seq"),
     )
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # INTEGER on SQLite: the rowid itself, so a scan in seq order reads the table in order (no index hops)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
     created_at: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str | None] = mapped_column(String(64))

@@ -203,6 +203,9 @@ def _toml(path: Path, url: str, data_dir: Path) -> Path:
         "[[models]]",
         'name = "metered"',
         'engines = ["meter"]',
+        "",
+        "[audit]",  # replicas share the audit log's keys (one signing key per log)
+        f'key_dir = "{path.parent / "audit-keys"}"',
     ]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -58,6 +58,7 @@ from socle.governance.audit.checkpoint import Ed25519Signer, Signer, load_signer
 from socle.governance.audit.events import AuditOutage, DataErasure, Event
 from socle.governance.audit.merkle import leaf_hash
 from socle.governance.audit.pseudonyms import Pseudonymizer
+from socle.governance.audit.reader import AuditReader
 from socle.governance.audit.store import CONTENTS, ENTRIES, Head, add_checkpoint, load_head, save_head
 from socle.governance.audit.vault import Vault
 from socle.storage.db import Database
@@ -70,6 +71,7 @@ __all__ = [
     "AuditKeys",
     "AuditLog",
     "Receipt",
+    "encode_entry",
     "format_time",
     "policy_digest",
 ]
@@ -123,6 +125,35 @@ def policy_digest(settings: Settings) -> str:
     return "cfg-" + hashlib.sha256(canonicalize(settings.public_dump())).hexdigest()[:16]
 
 
+def encode_entry(event: Event, when: datetime) -> tuple[bytes, bytes]:
+    """The canonical bytes of ``event``'s entry, split around its sequence number: the entry numbered
+    ``seq`` is ``prefix + str(seq) + suffix``. Members are concatenated in RFC 8785 order (all names
+    ASCII), each value canonicalised, so the whole is canonical by construction."""
+    prefix = b"".join(
+        (
+            b'{"actor":',
+            canonicalize(event.actor),
+            b',"data":',
+            canonicalize(event.data()),
+            b',"request_id":',
+            canonicalize(event.request_id),
+            b',"seq":',
+        )
+    )
+    suffix = b"".join(
+        (
+            b',"team":',
+            canonicalize(event.team),
+            b',"time":',
+            canonicalize(format_time(when)),
+            b',"type":',
+            canonicalize(event.type),
+            b',"v":1}',
+        )
+    )
+    return prefix, suffix
+
+
 @dataclass(slots=True)
 class _Pending:
     prefix: bytes
@@ -151,6 +182,8 @@ class AuditLog:
     ) -> None:
         self._db = db
         self.settings = settings
+        self.reader = AuditReader(db)
+        """Queries and proofs (shares this log's database)."""
         self.signer: Signer = keys.signer
         self.pseudonyms = keys.pseudonyms
         self.vault = keys.vault
@@ -235,32 +268,10 @@ class AuditLog:
         return bool(self._content_teams) and bool({team, team_name} & self._content_teams)
 
     def _pending(self, event: Event, content: dict[str, Any] | None) -> _Pending:
-        now = utcnow()
-        stamp = format_time(now)
-        prefix = b"".join(
-            (
-                b'{"actor":',
-                canonicalize(event.actor),
-                b',"data":',
-                canonicalize(event.data()),
-                b',"request_id":',
-                canonicalize(event.request_id),
-                b',"seq":',
-            )
-        )
-        suffix = b"".join(
-            (
-                b',"team":',
-                canonicalize(event.team),
-                b',"time":',
-                canonicalize(stamp),
-                b',"type":',
-                canonicalize(event.type),
-                b',"v":1}',
-            )
-        )
         if content is not None and not event.request_id:
             raise ValueError("contents are stored by request id: the event needs one")
+        now = utcnow()
+        prefix, suffix = encode_entry(event, now)
         return _Pending(
             prefix,
             suffix,

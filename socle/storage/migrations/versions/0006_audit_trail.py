@@ -83,7 +83,10 @@ POSTGRES_TRIGGERS = [
 def upgrade() -> None:
     op.create_table(
         "audit_entries",
-        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        # INTEGER PRIMARY KEY on SQLite: the rowid, so scans in seq order read the table in order
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False
+        ),
         sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("actor", sa.String(length=64), nullable=True),
