@@ -9,7 +9,6 @@ comes with a proof a client can check with the public key alone.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,14 +20,12 @@ from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes
 from socle.governance.audit.checkpoint import Checkpoint, NoteVerifier
 from socle.governance.audit.reader import EntryRecord, EventFilter
-from socle.governance.audit.verify import read_database, verify
 from socle.governance.identity import Principal
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/audit", tags=["Audit"])
 Auditor = Annotated[Principal, Depends(require("audit.read"))]
-_VERIFY_LOCK = asyncio.Lock()
 
 
 @router.get("/requests/{request_id}", summary="The full trace of one request, with inclusion proofs")
@@ -144,16 +141,5 @@ async def latest_checkpoint(caller: Auditor, services: ServicesDep) -> Response:
 
 @router.post("/verify", summary="Verify the whole log now (leaf hashes, tree, every checkpoint signature)")
 async def verify_log(caller: Auditor, services: ServicesDep) -> Response:
-    async with _VERIFY_LOCK:  # one at a time: it reads the whole log
-        report = await asyncio.to_thread(
-            _verify, services.settings.sqlalchemy_url, services.audit.verifier_key
-        )
-    return JSONBytes({"object": "audit.verification", **report})
-
-
-def _verify(url: str, verifier_key: str) -> dict[str, Any]:
-    rows, state, close = read_database(url)
-    try:
-        return verify(rows, state, NoteVerifier(verifier_key)).as_dict()
-    finally:
-        close()
+    report = await services.audit.verify(services.settings.sqlalchemy_url)
+    return JSONBytes({"object": "audit.verification", **report.as_dict()})

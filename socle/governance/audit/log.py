@@ -54,13 +54,21 @@ from socle.config import AuditSettings, Settings
 from socle.errors import AuditUnavailableError, ConfigError
 from socle.governance.alerts import Alert, Alerts
 from socle.governance.audit.canonical import canonicalize
-from socle.governance.audit.checkpoint import Ed25519Signer, Signer, load_signer, verifier_key, write_witness
+from socle.governance.audit.checkpoint import (
+    Ed25519Signer,
+    NoteVerifier,
+    Signer,
+    load_signer,
+    verifier_key,
+    write_witness,
+)
 from socle.governance.audit.events import AuditOutage, DataErasure, Event
 from socle.governance.audit.merkle import leaf_hash
 from socle.governance.audit.pseudonyms import Pseudonymizer
 from socle.governance.audit.reader import AuditReader
 from socle.governance.audit.store import CONTENTS, ENTRIES, Head, add_checkpoint, load_head, save_head
 from socle.governance.audit.vault import Vault
+from socle.governance.audit.verify import Report, read_database, verify
 from socle.storage.db import Database
 from socle.storage.types import utcnow
 
@@ -199,6 +207,7 @@ class AuditLog:
         self._error = ""
         self._refused = 0
         self._closed = False
+        self._verifying = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -506,6 +515,20 @@ class AuditLog:
             erased = (await connection.execute(delete(CONTENTS).where(where))).rowcount or 0
         await self.record(DataErasure(actor=actor, subject=request_id or principal_id or "", items=erased))
         return erased
+
+    async def verify(self, url: str) -> Report:
+        """Verify the whole log in the database at ``url`` with this log's public key (in a thread, one
+        verification at a time: it reads every entry)."""
+
+        def run() -> Report:
+            rows, state, close = read_database(url)
+            try:
+                return verify(rows, state, NoteVerifier(self.verifier_key))
+            finally:
+                close()
+
+        async with self._verifying:
+            return await asyncio.to_thread(run)
 
     # Life cycle -------------------------------------------------------------------------------------
     async def drain(self) -> None:
