@@ -38,13 +38,11 @@ from socle.engines.router import Pool, Router, close_stream
 from socle.errors import (
     AuditUnavailableError,
     BadRequestError,
-    BudgetExceededError,
     PermissionDeniedError,
-    RateLimitError,
     SocleError,
     UnsupportedError,
 )
-from socle.governance.audit.events import AccessDenied, Event, InferenceRequest
+from socle.gateway.auditing import audit_event
 from socle.governance.audit.log import AuditLog
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
@@ -168,7 +166,7 @@ class Pipeline:
         content = None
         if call.prompt is not None and self.audit.stores_content(principal.team_id, principal.team_name):
             content = {"prompt": call.prompt, "response": "".join(call.output)}
-        await self.audit.record(_audit_event(call, status, error, self.audit), content=content)
+        await self.audit.record(audit_event(call, status, error, self.audit), content=content)
 
     def _record(self, call: Call, status: int, error: SocleError | None) -> None:
         seconds = time.perf_counter() - call.started
@@ -472,67 +470,3 @@ def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
     return vector
-
-
-def _audit_event(call: Call, status: int, error: SocleError | None, audit: AuditLog) -> Event:
-    """The audit entry of a call: ``access.denied`` for a policy refusal, else ``inference.request``."""
-    principal = call.principal
-    common: dict[str, Any] = {
-        "actor": principal.principal_id,
-        "team": principal.team_id,
-        "request_id": call.request_id,
-    }
-    if isinstance(error, PermissionDeniedError | RateLimitError):
-        return AccessDenied(
-            **common,
-            reason=_denial_reason(error),
-            code=error.code,
-            endpoint=call.endpoint,
-            model=call.model or None,
-            status=status,
-            classification=call.trace.get("classification"),
-            allowed_zones=call.trace.get("allowed_zones"),
-        )
-    engine = call.engine
-    nano = (
-        cost_nano_eur(engine.config, call.usage.prompt_tokens, call.usage.completion_tokens) if engine else 0
-    )
-    produced = engine is not None and (status == 200 or bool(call.output))
-    return InferenceRequest(
-        **common,
-        key_id=principal.key_id,
-        endpoint=call.endpoint,
-        model=call.model,
-        engine=call.engine_name,
-        zone=engine.config.zone if engine else "",
-        model_ref=engine.model_id if engine else "",
-        policy_version=audit.policy_version,
-        prompt_hmac=audit.pseudonyms.json(call.prompt) if call.prompt is not None else None,
-        response_hmac=audit.pseudonyms.text("".join(call.output)) if produced else None,
-        prompt_tokens=call.usage.prompt_tokens,
-        completion_tokens=call.usage.completion_tokens,
-        cost_nano_eur=nano,
-        status=status,
-        error_code=error.code if error is not None else None,
-        classification=call.trace.get("classification"),
-        retrieved_chunks=call.trace.get("retrieved_chunks"),
-        guardrails=call.trace.get("guardrails"),
-        routing=call.trace.get("routing")
-        or ({"engine": call.engine_name, "zone": engine.config.zone} if engine else None),
-        content_stored=call.prompt is not None
-        and audit.stores_content(principal.team_id, principal.team_name),
-    )
-
-
-def _denial_reason(error: SocleError) -> Any:
-    if isinstance(error, BudgetExceededError):
-        return "budget"
-    if isinstance(error, RateLimitError):
-        return "rate_limit"
-    code = error.code or ""
-    if code == "model_not_allowed":
-        return "model_access"
-    for reason in ("residency", "guardrail"):
-        if code.startswith(reason):
-            return reason
-    return "rbac"
