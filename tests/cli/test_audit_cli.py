@@ -91,3 +91,28 @@ def test_a_tampered_database_fails_verification_naming_the_entry(data_dir: Path)
 def test_prune_does_nothing_before_the_retention(data_dir: Path) -> None:
     code, out = _run("audit", "prune", "--dry-run", "--data-dir", str(data_dir))
     assert code == 0 and "nothing to prune" in out
+
+
+def test_verify_and_prove_with_a_database_url(database_url: str, tmp_path: Path) -> None:
+    """PostgreSQL (and SQLite by URL): the log's database named directly, no data dir needed to verify."""
+
+    async def fill() -> None:
+        settings = load_settings(None, environ={}, data_dir=tmp_path / "keys", database_url=database_url)
+        db = Database(settings.sqlalchemy_url)
+        await db.migrate()
+        log = await AuditLog.open(db, settings)
+        try:
+            for i in range(30):
+                await log.record(InferenceRequest(actor="p", request_id=f"req_{i}"))
+        finally:
+            await log.aclose()
+            await db.close()
+
+    asyncio.run(fill())
+    empty = tmp_path / "elsewhere"
+    code, out = _run("audit", "verify", "--database-url", database_url, "--data-dir", str(empty))
+    assert code == 0 and out.startswith("OK: 30 entries"), out
+    code, out = _run(
+        "audit", "prove", "29", "--database-url", database_url, "--data-dir", str(empty), "--json"
+    )
+    assert code == 0 and json.loads(out)["tree_size"] == 30
