@@ -147,15 +147,16 @@ class Pipeline:
         return max_tokens
 
     async def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
-        """Record usage, metrics and the audit entry of a finished call (success or failure), then settle
-        or release what it reserved (even if the audit entry cannot be written)."""
+        """Record usage and metrics for a finished call (success or failure), settle or release what it
+        reserved, then append its audit entry (even if the caller is cancelled meanwhile: the entry is
+        queued before the first wait)."""
         self._record(call, status, error)
         try:
-            await self._audit(call, status, error)
-        finally:
             hold, call.hold = call.hold, None
             if hold is not None and self.quotas is not None:
                 await self.quotas.finish(hold, _spent(call, hold))
+        finally:
+            await self._audit(call, status, error)
 
     async def _audit(self, call: Call, status: int, error: SocleError | None) -> None:
         """Append the call's audit entry once; raises :class:`AuditUnavailableError` if it cannot."""
