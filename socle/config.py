@@ -30,6 +30,7 @@ from socle.errors import ConfigError
 
 __all__ = [
     "AlertSettings",
+    "AuditSettings",
     "DEFAULT_CHAT_MODEL",
     "CLASSIFICATIONS",
     "Classification",
@@ -436,6 +437,51 @@ class GuardrailSettings(BaseModel):
         return self
 
 
+class AuditSettings(BaseModel):
+    """The tamper-evident audit trail (see docs/audit.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    origin: str | None = Field(
+        default=None,
+        pattern=r"^[^\s+]+$",
+        description="Name of the log in its checkpoints, used when the signing key is created; default: "
+        "socle-audit/<random>.",
+    )
+    key_dir: Path | None = Field(
+        default=None,
+        description="Directory of the signing, HMAC and vault keys (0600 files); default: data_dir. "
+        "Replicas must share these files.",
+    )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="A signed checkpoint is made after this many new entries..."
+    )
+    checkpoint_interval_s: float = Field(
+        default=10.0, gt=0, description="...or this many seconds after the last one, if entries were added."
+    )
+    witness_dir: Path | None = Field(
+        default=None, description="Directory that receives a copy of every signed checkpoint."
+    )
+    retention_days: int = Field(
+        default=183,
+        ge=183,
+        description="Entries are kept at least this long (six months minimum: AI Act Art. 19); "
+        "`socle audit prune` removes older ones.",
+    )
+    batch_max: int = Field(default=256, ge=1, description="Entries written per transaction at most.")
+    retry_s: float = Field(
+        default=1.0, gt=0, description="While the log cannot be written, how often writing is retried."
+    )
+    store_content_teams: list[str] = Field(
+        default_factory=list,
+        description="Teams (names or ids) whose prompts and responses are stored, encrypted, in the vault.",
+    )
+    policy_version: str | None = Field(
+        default=None,
+        description="Policy version recorded with each request; default: a digest of the configuration.",
+    )
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
 
 JWTAlgorithm = Literal[
@@ -614,6 +660,7 @@ class Settings(BaseSettings):
         default_factory=ModelAccessSettings,
         description="Model access by team (`[model_access]`, see docs/governance.md).",
     )
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="Audit trail (`[audit]`).")
     incompatible_roles: list[list[str]] = Field(
         default_factory=lambda: [["auditor", "admin"]],
         description="Pairs of roles one principal may not hold together (separation of duties).",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AuditUnavailableError",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
@@ -193,3 +194,11 @@ class IdentityProviderUnavailable(SocleError):
     status_code = 503
     error_type = "server_error"
     default_code = "identity_provider_unavailable"
+
+
+class AuditUnavailableError(SocleError):
+    """The audit log cannot be written: governed requests are refused until it can (fail closed)."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "audit_unavailable"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from socle import __version__
-from socle.cli import admin, client, config_cmd, engines_cmd, guard_cmd, models_cmd, quotas_cmd, serve
+from socle.cli import admin, audit, client, config_cmd, engines_cmd, guard_cmd, models_cmd, quotas_cmd, serve
 
 __all__ = ["cli", "main"]
 
@@ -29,6 +29,7 @@ cli.add_command(quotas_cmd.usage)
 cli.add_command(quotas_cmd.budgets)
 cli.add_command(quotas_cmd.limits)
 cli.add_command(guard_cmd.guard)
+cli.add_command(audit.audit)
 
 
 def main() -> None:

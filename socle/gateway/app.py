@@ -22,7 +22,7 @@ from socle.config import Settings
 from socle.errors import SocleError
 from socle.gateway.middleware import RequestContextMiddleware
 from socle.gateway.responses import JSONBytes
-from socle.gateway.routes import access, admin, guardrails, health, openai, quotas, usage
+from socle.gateway.routes import access, admin, audit, guardrails, health, openai, quotas, usage
 from socle.gateway.services import Services
 
 __all__ = ["create_app"]
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(quotas.router)
     app.include_router(guardrails.router)
+    app.include_router(audit.router)
     app.include_router(health.router)
     app.add_exception_handler(SocleError, _socle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -7,15 +7,16 @@ about a tenth of the gateway's CPU per request in the overhead benchmark.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
-from socle.errors import AuthenticationError
+from socle.errors import AuthenticationError, PermissionDeniedError
 from socle.gateway.pipeline import Call
 from socle.gateway.services import Services
-from socle.governance.identity import Principal
+from socle.governance.audit.events import AccessDenied, AuthFailure
+from socle.governance.identity import Principal, display_prefix
 from socle.governance.oidc import looks_like_jwt
 from socle.governance.rbac import ACTIONS, ensure_allowed
 from socle.governance.residency import HEADER as CLASSIFICATION_HEADER
@@ -41,6 +42,15 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def authenticate(request: Request, services: ServicesDep) -> Principal:
+    """See :func:`_authenticate`; every refusal is recorded in the audit log (``auth.failure``)."""
+    try:
+        return await _authenticate(request, services)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        await _record_auth_failure(request, services, exc)
+        raise
+
+
+async def _authenticate(request: Request, services: ServicesDep) -> Principal:
     """Bearer API key or SSO token (a JWT) → principal. Every failure is a 401 that says what is wrong
     (403 for a valid SSO token that gives no team). An SSO user in several teams picks one with the
     ``X-Socle-Team`` header; an API key acts for its own team and ignores it."""
@@ -70,6 +80,27 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
     return principal
 
 
+async def _record_auth_failure(
+    request: Request, services: Services, exc: AuthenticationError | PermissionDeniedError
+) -> None:
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    credential: Literal["api_key", "sso", "none"] = (
+        "none" if not token else "sso" if looks_like_jwt(token) else "api_key"
+    )
+    client = request.client.host if request.client else None
+    await services.audit.record(
+        AuthFailure(
+            actor="anonymous",
+            request_id=request.state.request_id,
+            reason=exc.code or "",
+            credential=credential,
+            key_prefix=display_prefix(token) if credential == "api_key" else None,
+            client_hmac=services.audit.pseudonyms.text(client) if client else None,
+            endpoint=request.url.path,
+        )
+    )
+
+
 Authenticated = Annotated[Principal, Depends(authenticate)]
 
 
@@ -96,8 +127,22 @@ def require(action: str) -> Callable[..., Awaitable[Principal]]:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; declare it in socle.governance.rbac")
 
-    async def dependency(principal: Authenticated) -> Principal:
-        ensure_allowed(principal.roles, action)
+    async def dependency(request: Request, principal: Authenticated, services: ServicesDep) -> Principal:
+        try:
+            ensure_allowed(principal.roles, action)
+        except PermissionDeniedError as exc:
+            await services.audit.record(
+                AccessDenied(
+                    actor=principal.principal_id,
+                    team=principal.team_id,
+                    request_id=request.state.request_id,
+                    reason="rbac",
+                    code=exc.code,
+                    action=action,
+                    endpoint=request.url.path,
+                )
+            )
+            raise
         return principal
 
     dependency.socle_action = action  # type: ignore[attr-defined]

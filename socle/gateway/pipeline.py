@@ -17,7 +17,14 @@ reported. The decision is kept on ``call.residency`` for the audit trail. Steps 
 about the data (retrieved documents, input guardrails) call ``raise_classification`` *before* this
 step; a raise after it is recorded but cannot re-route a request already sent.
 
-Later steps (guardrails, audit) slot into :meth:`Pipeline._admit` and :meth:`Pipeline._finish`;
+Audit (fail closed): ``_admit`` refuses at once (503) while the audit log cannot be written, and
+``_finish`` appends the request's entry (:meth:`Pipeline._audit`: an ``inference.request``, or an
+``access.denied`` for a 403/429) before the answer is returned; if that entry cannot be written, the
+answer is withheld and the client gets 503 (a stream gets an error event instead of ``[DONE]``). The
+entry records the routing decision, the classification, the guardrail decisions and what other steps
+add to ``Call.trace`` (``retrieved_chunks``).
+
+Later steps slot into :meth:`Pipeline._admit` and :meth:`Pipeline._finish`;
 routes never repeat them.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -37,8 +45,17 @@ import orjson
 from socle.config import Settings
 from socle.engines.base import ChatInput, CompletionInput, Delta, Engine, Generated, SamplingParams, Usage
 from socle.engines.router import Pool, Router, close_stream
-from socle.errors import BadRequestError, PermissionDeniedError, ResidencyError, SocleError, UnsupportedError
+from socle.errors import (
+    AuditUnavailableError,
+    BadRequestError,
+    PermissionDeniedError,
+    ResidencyError,
+    SocleError,
+    UnsupportedError,
+)
+from socle.gateway.auditing import audit_event
 from socle.governance.access import ModelAccess
+from socle.governance.audit.log import AuditLog
 from socle.governance.guardrails import Guard, GuardState, guard_stream
 from socle.governance.identity import Principal
 from socle.governance.money import Spend, cost_nano_eur
@@ -82,6 +99,14 @@ class Call:
 
     guard: GuardState | None = None
     """Guardrail policy, version and decisions (``guard.decisions``: what the audit records)."""
+    prompt: Any = None
+    """What was sent to the engine (messages, prompt or inputs): HMAC'd in the audit entry."""
+    output: list[str] = field(default_factory=list)
+    """The answer's text, as it was produced: HMAC'd in the audit entry."""
+    trace: dict[str, Any] = field(default_factory=dict)
+    """Decisions other steps record for the audit entry: ``retrieved_chunks``, ``guardrails``,
+    ``routing``, ``classification``."""
+    audited: bool = False
 
     @property
     def model(self) -> str:
@@ -103,6 +128,7 @@ class Pipeline:
         access: ModelAccess | None = None,
         guard: Guard | None = None,
         *,
+        audit: AuditLog | None = None,
         residency: Residency,
     ) -> None:
         self.settings = settings
@@ -113,6 +139,7 @@ class Pipeline:
         self.access = access
         self.residency = residency
         self.guard = guard
+        self.audit = audit
 
     # Steps ----------------------------------------------------------------------------------------
     async def _admit(
@@ -120,6 +147,8 @@ class Pipeline:
     ) -> Pool:
         """Resolve the model and check the principal may use it (its key's ``allowed_models`` and its
         team's model access); validate what engines cannot."""
+        if self.audit is not None:
+            self.audit.ensure_available()
         pool = self.router.resolve(model)
         call.pool = pool
         principal = call.principal
@@ -202,14 +231,30 @@ class Pipeline:
         return max_tokens
 
     async def _finish(self, call: Call, status: int, error: SocleError | None = None) -> None:
-        """Record usage and metrics for a finished call (success or failure), then settle or release
-        what it reserved, without holding the answer back (the worst case stays reserved until then)."""
+        """Record usage and metrics for a finished call (success or failure), settle or release what it
+        reserved (without holding the answer back: the worst case stays reserved until then), then append
+        its audit entry (even if the caller is cancelled meanwhile: the entry is queued before the first
+        wait)."""
         if call.residency is not None and call.engine is not None:
             call.residency.chose(call.engine.config.name, call.engine.config.zone)
         self._record(call, status, error)
-        hold, call.hold = call.hold, None
-        if hold is not None and self.quotas is not None:
-            await self.quotas.finish(hold, _spent(call, hold), wait=False)
+        try:
+            hold, call.hold = call.hold, None
+            if hold is not None and self.quotas is not None:
+                await self.quotas.finish(hold, _spent(call, hold), wait=False)
+        finally:
+            await self._audit(call, status, error)
+
+    async def _audit(self, call: Call, status: int, error: SocleError | None) -> None:
+        """Append the call's audit entry once; raises :class:`AuditUnavailableError` if it cannot."""
+        if self.audit is None or call.audited or isinstance(error, AuditUnavailableError):
+            return
+        call.audited = True
+        principal = call.principal
+        content = None
+        if call.prompt is not None and self.audit.stores_content(principal.team_id, principal.team_name):
+            content = {"prompt": call.prompt, "response": "".join(call.output)}
+        await self.audit.record(audit_event(call, status, error, self.audit), content=content)
 
     def _record(self, call: Call, status: int, error: SocleError | None) -> None:
         seconds = time.perf_counter() - call.started
@@ -260,6 +305,7 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        call.output.append(result.text)
         await self._finish(call, 200)
         return result
 
@@ -279,6 +325,7 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        call.prompt = list(messages)
         request = ChatInput(model=pool.name, messages=messages, params=_params(body, max_tokens))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -315,6 +362,7 @@ class Pipeline:
         except SocleError as exc:
             await self._finish(call, exc.status_code, exc)
             raise
+        call.prompt = prompt
         request = CompletionInput(model=pool.name, prompt=prompt, params=_params(body, max_tokens))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -351,6 +399,7 @@ class Pipeline:
                 raise BadRequestError(
                     "input must be a non-empty string or a list of non-empty strings.", param="input"
                 )
+            call.prompt = texts
             await self._route(call, pool, "embeddings")
             await self._reserve(call, pool, lambda: prompt_bound(texts, messages=len(texts)), 0)
         except SocleError as exc:
@@ -425,10 +474,12 @@ class Pipeline:
                     call.usage = delta.usage
                 if delta.text:
                     call.chunks += 1
+                    call.output.append(delta.text)
                     piece = {"content": delta.text} if chat else delta.text
                     yield _event(base, _choice(chat, piece, None), include_usage)
                 if delta.finish_reason is not None:
                     yield _event(base, _choice(chat, {} if chat else "", delta.finish_reason), include_usage)
+            await self._audit(call, 200, None)  # before [DONE]: an answer whose entry fails ends in an error
             if include_usage:
                 yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(call.usage)}) + b"\n\n"
             yield b"data: [DONE]\n\n"
@@ -442,7 +493,8 @@ class Pipeline:
             try:
                 await close_stream(deltas)
             finally:
-                await self._finish(call, status, error)  # settles in a task of its own, even if cancelled
+                with contextlib.suppress(AuditUnavailableError):  # the outage is counted and alerted
+                    await self._finish(call, status, error)  # settles in a task of its own, even if cancelled
 
 
 def _spent(call: Call, hold: Hold) -> Spend | None:

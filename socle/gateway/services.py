@@ -1,7 +1,8 @@
 """Everything a running gateway owns, built by the app's lifespan and closed with it.
 
 Start-up order: data dir → database (migrations) → bootstrap admin key → engines (loaded and checked
-concurrently; any failure refuses the start) → router and health checks → usage recorder.
+concurrently; any failure refuses the start) → router and health checks → alerts → audit log (keys
+checked against the log's) → usage recorder → quotas.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
+from socle.gateway.auditing import AuditDecisionSink
 from socle.gateway.pipeline import Pipeline
 from socle.governance.access import ModelAccess
 from socle.governance.alerts import Alerts, build_sinks
+from socle.governance.audit.log import AuditLog
 from socle.governance.directory import Directory
 from socle.governance.guardrails import Guard
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
@@ -53,6 +56,8 @@ class Services:
     """Organisations, teams, principals and role bindings, for the admin routes."""
     access: ModelAccess
     """Which teams may use which models (grants, cached for ``governance_cache_s``)."""
+    audit: AuditLog
+    """The tamper-evident audit log: ``await services.audit.record(event)`` (fail closed)."""
     _stack: AsyncExitStack
     residency: Residency
     """Residency policy, teams' classifications, and ``residency.sink``: where residency denials and
@@ -85,6 +90,8 @@ class Services:
             stack.push_async_callback(keys.aclose)
             alerts = Alerts(db, build_sinks(settings.alerts))
             stack.push_async_callback(alerts.aclose)
+            audit = await AuditLog.open(db, settings, alerts=alerts)
+            stack.push_async_callback(audit.aclose)  # after the pipeline's users, before alerts and db
             oidc = None
             if settings.oidc is not None:
                 oidc = await OIDCAuthenticator.start(
@@ -105,6 +112,7 @@ class Services:
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
             residency = Residency(settings.residency, db, cache_s=settings.governance_cache_s)
+            residency.sink = AuditDecisionSink(audit, asyncio.get_running_loop())
             egress_guard = egress.active_guard()
             if egress_guard is not None:  # refusals of the process-wide egress guard go to the same sink
                 egress_guard.sink = residency
@@ -120,7 +128,7 @@ class Services:
                 metrics=metrics,
                 usage=usage,
                 pipeline=Pipeline(
-                    settings, router, metrics, usage, quotas, access, guard, residency=residency
+                    settings, router, metrics, usage, quotas, access, guard, audit=audit, residency=residency
                 ),
                 bootstrap=result,
                 alerts=alerts,
@@ -128,6 +136,7 @@ class Services:
                 quotas=quotas,
                 access=access,
                 residency=residency,
+                audit=audit,
                 _stack=stack.pop_all(),
                 oidc=oidc,
                 guard=guard,

@@ -286,11 +286,22 @@ class UsageRecorder:
             await asyncio.sleep(self._prune_interval)
 
     async def _run(self) -> None:
+        """Write full batches as soon as they fill, and everything every ``flush_interval_s``: a record
+        waits at most one interval, and a write never takes a part batch early (so what a crash can lose
+        is exactly what the docs say: the records of the current interval not yet in a full batch)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._interval
         while not self._closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - loop.time()))
             self._wake.clear()
-            await self.flush()
+            if self._closed or loop.time() >= deadline:
+                await self.flush()
+                deadline = loop.time() + self._interval
+                continue
+            while len(self._buffer) >= self._max_batch:
+                if await self._write_batch() < 0:
+                    break
 
     async def _write_batch(self) -> int:
         """Write the oldest batch: the number written, or -1 if the database is unavailable."""

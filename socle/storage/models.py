@@ -42,10 +42,13 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -59,6 +62,10 @@ __all__ = [
     "AlertRow",
     "PRINCIPAL_KINDS",
     "ApiKeyRow",
+    "AuditCheckpointRow",
+    "AuditContentRow",
+    "AuditEntryRow",
+    "AuditHeadRow",
     "Base",
     "BudgetCounterRow",
     "BudgetReservationItemRow",
@@ -363,4 +370,73 @@ class AlertRow(Base):
     message: Mapped[str] = mapped_column(String(2000))
     data: Mapped[dict[str, Any] | None]
     delivered_to: Mapped[list[str] | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+# Audit trail (see socle.governance.audit.log; append-only, enforced by triggers in migration 0006) ----
+class AuditEntryRow(Base):
+    """One entry of the audit log: its canonical JSON (what is hashed) and columns copied from it for
+    queries. ``seq`` is the leaf index in the Merkle tree, gapless from 0."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index(None, "created_at"),
+        Index(None, "request_id"),
+        Index(None, "actor", "seq"),
+        Index(None, "team_id", "seq"),
+        Index(None, "type", "seq"),
+    )
+
+    # INTEGER on SQLite: the rowid itself, so a scan in seq order reads the table in order (no index hops)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    created_at: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditCheckpointRow(Base):
+    """A signed checkpoint of the log (C2SP tlog-checkpoint note) at one tree size."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class AuditHeadRow(Base):
+    """The log's one head row (``id`` = 1): its size and Merkle frontier (hex hashes), what pruning
+    removed, the last checkpoint, and the verifier key its checkpoints are signed with. Writers lock it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[list[str]]
+    pruned_size: Mapped[int] = mapped_column(BigInteger)
+    pruned_frontier: Mapped[list[str]]
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_at: Mapped[datetime | None]
+    verifier_key: Mapped[str | None] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class AuditContentRow(Base):
+    """A request's prompt and response, AES-256-GCM sealed, kept outside the log so it can be erased."""
+
+    __tablename__ = "audit_contents"
+    __table_args__ = (Index(None, "team_id", "created_at"), Index(None, "principal_id"))
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    principal_id: Mapped[str | None] = mapped_column(String(64))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created_at()

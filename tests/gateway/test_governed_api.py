@@ -80,19 +80,33 @@ async def _prepare(
 
 
 async def _ledger(url: str, budget_id: str) -> tuple[Spend, Spend, dict[str, int]]:
-    """The budget's spent and reserved amounts, and its reservations by state, read from the database."""
+    """The budget's spent and reserved amounts, and its reservations by state, read from the database.
+
+    States are read first: a settlement changes both in one transaction (and answers do not wait for it),
+    so counters read after "no reservation held" are the settled ones."""
     db = Database(url)
     try:
-        status = await BudgetStore(db).budget_status(budget_id)
         async with db.read() as connection:
             rows = (
                 await connection.execute(
                     select(BudgetReservationRow.state, func.count()).group_by(BudgetReservationRow.state)
                 )
             ).all()
+        status = await BudgetStore(db).budget_status(budget_id)
         return status.spent, status.reserved, {state: count for state, count in rows}
     finally:
         await db.close()
+
+
+def _settled_ledger(url: str, budget_id: str) -> tuple[Spend, Spend, dict[str, int]]:
+    """:func:`_ledger` once no reservation is held any more (answers do not wait for their settlement),
+    or after 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        spent, reserved, states = asyncio.run(_ledger(url, budget_id))
+        if "held" not in states or time.monotonic() > deadline:
+            return spent, reserved, states
+        time.sleep(0.05)
 
 
 async def _storm(apis: list[str], key: str, count: int, **body: Any) -> list[httpx.Response]:
@@ -134,7 +148,7 @@ def test_budget_is_never_overspent_sqlite(sqlite_gateway: tuple[RunningServer, d
     server, tenant, url = sqlite_gateway
     responses = asyncio.run(_storm([server.api], tenant["key"], 200, max_tokens=6))
     assert _check_budget_storm(responses) == BUDGET_ANSWERS  # reserved worst case == real cost: exactly 50
-    spent, reserved, states = asyncio.run(_ledger(url, tenant["budget_id"]))
+    spent, reserved, states = _settled_ledger(url, tenant["budget_id"])
     assert spent == Spend(BUDGET_ANSWERS * (2 + 6), BUDGET_ANSWERS * ANSWER_NANO)  # the engine's counts
     assert reserved == Spend(0, 0)
     assert states == {"settled": BUDGET_ANSWERS}
@@ -168,12 +182,7 @@ def test_failures_release_and_cut_streams_settle(
             received += line.startswith("data: ")
             if received >= 8:
                 break  # the client goes away mid-answer
-    deadline = time.monotonic() + 20
-    while True:
-        spent, reserved, states = asyncio.run(_ledger(url, tenant["budget_id"]))
-        if "held" not in states or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    spent, reserved, states = _settled_ledger(url, tenant["budget_id"])
     assert states == {"released": 1, "settled": 1}
     assert reserved == Spend(0, 0)
     assert 0 < spent.nano_eur < 300 * 1_000_000  # charged for what was streamed, not the whole worst case
@@ -203,6 +212,9 @@ def _toml(path: Path, url: str, data_dir: Path) -> Path:
         "[[models]]",
         'name = "metered"',
         'engines = ["meter"]',
+        "",
+        "[audit]",  # replicas share the audit log's keys (one signing key per log)
+        f'key_dir = "{path.parent / "audit-keys"}"',
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
