@@ -12,16 +12,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from sqlalchemy import create_engine, text
 
-from socle.config import load_settings
 from socle.governance.audit.checkpoint import Checkpoint, NoteVerifier
 from socle.governance.audit.log import HMAC_KEY_FILE
 from socle.governance.audit.merkle import verify_inclusion
 from socle.governance.audit.pseudonyms import Pseudonymizer
-from socle.storage.dialects import sync_url
-from socle.testing.server import RunningServer, run_server
-from tests.conftest import ADMIN_KEY, fake_engines
+from socle.testing.server import RunningServer
+from tests.conftest import ADMIN_KEY
+from tests.gateway.audit_support import audit_table_away, audited_server
 
 REPLY = "Bonjour, je suis un moteur factice."
 
@@ -33,16 +31,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path) -> Iterator[RunningServer]:
-    settings = load_settings(
-        None,
-        environ={},
-        data_dir=data_dir,
-        admin_key=ADMIN_KEY,
-        port=0,
-        audit={"retry_s": 0.1, "witness_dir": str(data_dir / "witness")},
-        **fake_engines(),
-    )
-    with run_server(settings) as running:
+    with audited_server(data_dir) as running:
         yield running
 
 
@@ -196,10 +185,8 @@ def test_latest_checkpoint_and_verification_on_demand(server: RunningServer, key
 def test_fail_closed_then_recovery(server: RunningServer, keys: dict[str, str]) -> None:
     """While the audit table cannot be written, governed requests get 503; once it can, they are served
     again and the outage is on the record."""
-    url = sync_url(server.services.settings.sqlalchemy_url)
     client = openai.OpenAI(base_url=server.api, api_key=keys["member"], max_retries=0)
-    _ddl(url, "ALTER TABLE audit_entries RENAME TO audit_entries_away")
-    try:
+    with audit_table_away(server):
         with pytest.raises(openai.InternalServerError) as first:
             client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "x"}])
         assert first.value.status_code == 503 and first.value.code == "audit_unavailable"
@@ -208,8 +195,6 @@ def test_fail_closed_then_recovery(server: RunningServer, keys: dict[str, str]) 
                 model="fake-chat", messages=[{"role": "user", "content": "x"}], stream=True
             )
         assert second.value.status_code == 503 and "x-request-id" in second.value.response.headers
-    finally:
-        _ddl(url, "ALTER TABLE audit_entries_away RENAME TO audit_entries")
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -222,15 +207,6 @@ def test_fail_closed_then_recovery(server: RunningServer, keys: dict[str, str]) 
     assert outages and outages[-1]["entry"]["data"]["refused"] >= 1
     alerts = server.run(server.services.alerts.list(kind="audit.unavailable"))
     assert alerts
-
-
-def _ddl(url: Any, statement: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 def test_every_response_carries_a_request_id(server: RunningServer, keys: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from socle.errors import ModelNotFoundError
+from socle.gateway.admin_audit import AdminAudit
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.routes.admin import DirectoryDep, team_of
@@ -36,6 +37,12 @@ def _canonical(services: Services, model: str) -> str:
         return services.router.resolve(model).name
     except ModelNotFoundError:
         return model
+
+
+async def _stored_policy(services: Services, model: str) -> dict[str, object]:
+    """The model's access policy as stored (not this process's cached view), for the audit log."""
+    services.access.invalidate()
+    return (await services.access.policy(model)).to_dict()
 
 
 @router.get("/teams/{team}/models", summary="The models a team may use, and why")
@@ -64,11 +71,16 @@ async def team_models(
 
 @router.put("/teams/{team}/models/{model:path}", summary="Let a team use a model")
 async def grant(
-    team: str, model: str, caller: Admin, services: ServicesDep, directory: DirectoryDep
+    team: str, model: str, caller: Admin, audit: AdminAudit, services: ServicesDep, directory: DirectoryDep
 ) -> Response:
     record = await team_of(directory, caller, team)
     name = services.router.resolve(model).name  # only configured models can be granted
+    before = await _stored_policy(services, name)
     result = await services.access.grant(record.id, name)
+    after = await _stored_policy(services, name)
+    await audit(
+        "grant.create", "model_grant", f"{record.id}:{name}", team=record.id, before=before, after=after
+    )
     return JSONBytes({**result.to_dict(), "team": record.name})
 
 
@@ -77,6 +89,7 @@ async def revoke(
     team: str,
     model: str,
     caller: Admin,
+    audit: AdminAudit,
     services: ServicesDep,
     directory: DirectoryDep,
     reopen: Annotated[
@@ -84,7 +97,13 @@ async def revoke(
     ] = False,
 ) -> Response:
     record = await team_of(directory, caller, team)
-    policy = await services.access.revoke(record.id, _canonical(services, model), reopen=reopen)
+    name = _canonical(services, model)
+    before = await _stored_policy(services, name)
+    policy = await services.access.revoke(record.id, name, reopen=reopen)
+    object_id = f"{record.id}:{name}"
+    await audit(
+        "grant.delete", "model_grant", object_id, team=record.id, before=before, after=policy.to_dict()
+    )
     return JSONBytes({"deleted": True, "team_id": record.id, **policy.to_dict()})
 
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from socle.config import Classification
 from socle.errors import BadRequestError, NotFoundError, PermissionDeniedError
+from socle.gateway.admin_audit import AdminAudit
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.services import Services
@@ -155,8 +156,10 @@ async def list_orgs(caller: Admin, directory: DirectoryDep) -> Response:
 
 
 @router.post("/organisations", status_code=201, summary="Create an organisation")
-async def create_org(body: OrgIn, caller: Admin, directory: DirectoryDep) -> Response:
-    return JSONBytes(_asdict(await directory.create_org(body.name), "organisation"), status_code=201)
+async def create_org(body: OrgIn, caller: Admin, audit: AdminAudit, directory: DirectoryDep) -> Response:
+    data = _asdict(await directory.create_org(body.name), "organisation")
+    await audit("organisation.create", "organisation", data["id"], after=data)
+    return JSONBytes(data, status_code=201)
 
 
 @router.get("/organisations/{org}", summary="Show an organisation (by id or name)")
@@ -165,13 +168,19 @@ async def get_org(org: str, caller: Admin, directory: DirectoryDep) -> Response:
 
 
 @router.patch("/organisations/{org}", summary="Rename an organisation")
-async def update_org(org: str, body: OrgIn, caller: Admin, directory: DirectoryDep) -> Response:
-    return JSONBytes(_asdict(await directory.rename_org(org, body.name), "organisation"))
+async def update_org(
+    org: str, body: OrgIn, caller: Admin, audit: AdminAudit, directory: DirectoryDep
+) -> Response:
+    before = _asdict(await directory.get_org(org), "organisation")
+    data = _asdict(await directory.rename_org(org, body.name), "organisation")
+    await audit("organisation.update", "organisation", data["id"], before=before, after=data)
+    return JSONBytes(data)
 
 
 @router.delete("/organisations/{org}", summary="Delete an organisation without teams or principals (409)")
-async def delete_org(org: str, caller: Admin, directory: DirectoryDep) -> Response:
+async def delete_org(org: str, caller: Admin, audit: AdminAudit, directory: DirectoryDep) -> Response:
     record = await directory.delete_org(org)
+    await audit("organisation.delete", "organisation", record.id, before=_asdict(record, "organisation"))
     return JSONBytes({"deleted": True, "id": record.id, "name": record.name})
 
 
@@ -188,11 +197,13 @@ async def list_teams(
 
 @router.post("/teams", status_code=201, summary="Create a team (in the caller's organisation, or in org)")
 async def create_team(
-    body: TeamIn, caller: Admin, services: ServicesDep, directory: DirectoryDep
+    body: TeamIn, caller: Admin, audit: AdminAudit, services: ServicesDep, directory: DirectoryDep
 ) -> Response:
     level = body.classification or services.settings.residency.default_classification
     team = await directory.create_team(await _org_id(directory, caller, body.org), body.name, level)
-    return JSONBytes(_asdict(team, "team"), status_code=201)
+    data = _asdict(team, "team")
+    await audit("team.create", "team", team.id, team=team.id, after=data)
+    return JSONBytes(data, status_code=201)
 
 
 @router.get("/teams/{team}", summary="Show a team (a team admin: their own)")
@@ -202,25 +213,35 @@ async def get_team(team: str, caller: TeamManager, directory: DirectoryDep) -> R
 
 @router.patch("/teams/{team}", summary="Rename a team or change its default data classification")
 async def update_team(
-    team: str, body: TeamPatch, caller: Admin, services: ServicesDep, directory: DirectoryDep
+    team: str,
+    body: TeamPatch,
+    caller: Admin,
+    audit: AdminAudit,
+    services: ServicesDep,
+    directory: DirectoryDep,
 ) -> Response:
     if body.name is None and body.classification is None:
         raise BadRequestError("Give a new name, a classification, or both.", param="name")
-    record = await directory.get_team(None, team)
+    record = before = await directory.get_team(None, team)
     if body.name is not None:
         record = await directory.rename_team(None, record.id, body.name)
     if body.classification is not None:
         record = await directory.set_classification(None, record.id, body.classification)
         services.residency.forget(record.id)
-    return JSONBytes(_asdict(record, "team"))
+    data = _asdict(record, "team")
+    await audit("team.update", "team", record.id, team=record.id, before=_asdict(before, "team"), after=data)
+    return JSONBytes(data)
 
 
 @router.delete("/teams/{team}", summary="Delete a team that never had keys (409 otherwise)")
-async def delete_team(team: str, caller: Admin, services: ServicesDep, directory: DirectoryDep) -> Response:
+async def delete_team(
+    team: str, caller: Admin, audit: AdminAudit, services: ServicesDep, directory: DirectoryDep
+) -> Response:
     record = await directory.delete_team(None, team)
     services.quotas.invalidate()
     services.access.invalidate()
     services.residency.forget(record.id)
+    await audit("team.delete", "team", record.id, team=record.id, before=_asdict(record, "team"))
     return JSONBytes({"deleted": True, "id": record.id, "team": record.name})
 
 
@@ -237,10 +258,14 @@ async def list_principals(
 
 
 @router.post("/principals", status_code=201, summary="Create a user or a service account")
-async def create_principal(body: PrincipalIn, caller: Admin, directory: DirectoryDep) -> Response:
+async def create_principal(
+    body: PrincipalIn, caller: Admin, audit: AdminAudit, directory: DirectoryDep
+) -> Response:
     org_id = await _org_id(directory, caller, body.org)
     principal = await directory.create_principal(org_id, body.kind, body.name, body.email)
-    return JSONBytes(_asdict(principal, "principal"), status_code=201)
+    data = _asdict(principal, "principal")
+    await audit("principal.create", "principal", principal.id, after=data)
+    return JSONBytes(data, status_code=201)
 
 
 @router.get("/principals/{principal_id}", summary="Show a user or service account, with its bindings")
@@ -252,19 +277,27 @@ async def get_principal(principal_id: str, caller: Admin, directory: DirectoryDe
 
 @router.patch("/principals/{principal_id}", summary="Rename, change the e-mail, disable or enable")
 async def update_principal(
-    principal_id: str, body: PrincipalPatch, caller: Admin, directory: DirectoryDep
+    principal_id: str, body: PrincipalPatch, caller: Admin, audit: AdminAudit, directory: DirectoryDep
 ) -> Response:
     enabled = None if body.disabled is None else not body.disabled
+    before = _asdict(await directory.get_principal(None, principal_id), "principal")
     principal = await directory.update_principal(
         None, principal_id, name=body.name, email=body.email, enabled=enabled
     )
-    return JSONBytes(_asdict(principal, "principal"))
+    data = _asdict(principal, "principal")
+    await audit("principal.update", "principal", principal.id, before=before, after=data)
+    return JSONBytes(data)
 
 
 @router.delete("/principals/{principal_id}", summary="Disable a principal (all its keys stop working)")
-async def disable_principal(principal_id: str, caller: Admin, directory: DirectoryDep) -> Response:
+async def disable_principal(
+    principal_id: str, caller: Admin, audit: AdminAudit, directory: DirectoryDep
+) -> Response:
+    before = _asdict(await directory.get_principal(None, principal_id), "principal")
     principal = await directory.disable_principal(None, principal_id)
-    return JSONBytes(_asdict(principal, "principal"))
+    data = _asdict(principal, "principal")
+    await audit("principal.disable", "principal", principal.id, before=before, after=data)
+    return JSONBytes(data)
 
 
 # Role bindings ------------------------------------------------------------------------------------------
@@ -283,20 +316,29 @@ async def list_members(team: str, caller: TeamManager, directory: DirectoryDep) 
 
 
 @router.post("/teams/{team}/members", status_code=201, summary="Bind a principal to a role in a team")
-async def bind(team: str, body: BindingIn, caller: TeamManager, directory: DirectoryDep) -> Response:
+async def bind(
+    team: str, body: BindingIn, caller: TeamManager, audit: AdminAudit, directory: DirectoryDep
+) -> Response:
     record = await team_of(directory, caller, team)
     if ROLES.get(body.role) is not None and ROLES[body.role].org_wide and "admin" not in caller.roles:
         raise PermissionDeniedError("Only an admin may grant the admin role.", code="permission_denied")
     binding = await directory.bind(_org_scope(caller), record.id, body.principal_id, body.role)
-    return JSONBytes(_asdict(binding, "binding"), status_code=201)
+    data = _asdict(binding, "binding")
+    object_id = f"{record.id}/{body.principal_id}/{body.role}"
+    await audit("binding.create", "binding", object_id, team=record.id, after=data)
+    return JSONBytes(data, status_code=201)
 
 
 @router.delete("/teams/{team}/members/{principal_id}/{role}", summary="Remove a role binding")
 async def unbind(
-    team: str, principal_id: str, role: str, caller: TeamManager, directory: DirectoryDep
+    team: str, principal_id: str, role: str, caller: TeamManager, audit: AdminAudit, directory: DirectoryDep
 ) -> Response:
     record = await team_of(directory, caller, team)
     await directory.unbind(record.id, principal_id, role)
+    before = {"object": "binding", "team_id": record.id, "principal_id": principal_id, "role": role}
+    await audit(
+        "binding.delete", "binding", f"{record.id}/{principal_id}/{role}", team=record.id, before=before
+    )
     return JSONBytes({"deleted": True})
 
 
@@ -317,7 +359,7 @@ async def list_keys(
 
 @router.post("/keys", status_code=201, summary="Create an API key (the secret is shown once)")
 async def create_key(
-    body: KeyIn, caller: KeyManager, services: ServicesDep, directory: DirectoryDep
+    body: KeyIn, caller: KeyManager, audit: AdminAudit, services: ServicesDep, directory: DirectoryDep
 ) -> Response:
     team_id = (await team_of(directory, caller, body.team)).id if body.team else caller.team_id
     principal_id = body.principal_id or caller.principal_id
@@ -330,6 +372,7 @@ async def create_key(
         allowed_models=body.allowed_models,
         ip_allowlist=body.ip_allowlist,
     )
+    await audit("key.create", "api_key", record.id, team=record.team_id, after=_key(record))
     return JSONBytes(_key(record, secret), status_code=201)
 
 
@@ -350,17 +393,23 @@ async def get_key(key_id: str, caller: KeyManager, services: ServicesDep) -> Res
 
 
 @router.patch("/keys/{key_id}", summary="Change a key's name, expiry, allowed models or IP allow-list")
-async def update_key(key_id: str, body: KeyPatch, caller: KeyManager, services: ServicesDep) -> Response:
-    await _managed_key(services, caller, key_id)
+async def update_key(
+    key_id: str, body: KeyPatch, caller: KeyManager, audit: AdminAudit, services: ServicesDep
+) -> Response:
+    before = _key(await _managed_key(services, caller, key_id))
     record = await services.keys.update_key(key_id, body.model_dump(exclude_unset=True))
-    return JSONBytes(_key(record))
+    data = _key(record)
+    await audit("key.update", "api_key", key_id, team=record.team_id, before=before, after=data)
+    return JSONBytes(data)
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key (effective at the next request)")
-async def revoke_key(key_id: str, caller: KeyManager, services: ServicesDep) -> Response:
-    await _managed_key(services, caller, key_id)
+async def revoke_key(key_id: str, caller: KeyManager, audit: AdminAudit, services: ServicesDep) -> Response:
+    before = _key(await _managed_key(services, caller, key_id))
     record = await services.keys.revoke_key(key_id)
-    return JSONBytes(_key(record))
+    data = _key(record)
+    await audit("key.revoke", "api_key", key_id, team=record.team_id, before=before, after=data)
+    return JSONBytes(data)
 
 
 # Alerts -------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from socle.errors import BadRequestError, NotFoundError, PermissionDeniedError
+from socle.gateway.admin_audit import AdminAudit
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.services import Services
@@ -129,18 +130,21 @@ async def list_budgets(
 
 
 @router.post("/budgets", status_code=201, summary="Create a budget")
-async def create_budget(body: BudgetIn, caller: Manager, services: ServicesDep) -> Response:
+async def create_budget(
+    body: BudgetIn, caller: Manager, audit: AdminAudit, services: ServicesDep
+) -> Response:
     scope_id = await _target(services, caller, body.scope, body.target)
     budget = await services.quotas.budgets.create_budget(
         body.scope, scope_id, body.period, limit_eur=body.limit_eur, limit_tokens=body.limit_tokens
     )
     services.quotas.invalidate()
+    await audit("budget.create", "budget", budget.id, after=budget.to_dict())
     return JSONBytes((await services.quotas.budgets.budget_status(budget.id)).to_dict(), status_code=201)
 
 
 @router.patch("/budgets/{budget_id}", summary="Change a budget's limits")
 async def update_budget(
-    budget_id: str, body: BudgetPatch, caller: Manager, services: ServicesDep
+    budget_id: str, body: BudgetPatch, caller: Manager, audit: AdminAudit, services: ServicesDep
 ) -> Response:
     store = services.quotas.budgets
     budget = await store.get_budget(budget_id)
@@ -148,16 +152,21 @@ async def update_budget(
     changes = body.model_dump(exclude_unset=True)
     await store.update_budget(budget_id, **changes)
     services.quotas.invalidate()
-    return JSONBytes((await store.budget_status(budget_id)).to_dict())
+    status = await store.budget_status(budget_id)
+    await audit("budget.update", "budget", budget_id, before=budget.to_dict(), after=status.budget.to_dict())
+    return JSONBytes(status.to_dict())
 
 
 @router.delete("/budgets/{budget_id}", summary="Delete a budget")
-async def delete_budget(budget_id: str, caller: Manager, services: ServicesDep) -> Response:
+async def delete_budget(
+    budget_id: str, caller: Manager, audit: AdminAudit, services: ServicesDep
+) -> Response:
     store = services.quotas.budgets
     budget = await store.get_budget(budget_id)
     await _may_govern(services, caller, budget.scope, budget.scope_id)
     await store.delete_budget(budget_id)
     services.quotas.invalidate()
+    await audit("budget.delete", "budget", budget_id, before=budget.to_dict())
     return JSONBytes({"deleted": True, "id": budget_id})
 
 
@@ -177,7 +186,7 @@ async def list_limits(caller: Manager, services: ServicesDep) -> Response:
 
 
 @router.post("/limits", status_code=201, summary="Create a rate limit")
-async def create_limit(body: LimitIn, caller: Manager, services: ServicesDep) -> Response:
+async def create_limit(body: LimitIn, caller: Manager, audit: AdminAudit, services: ServicesDep) -> Response:
     scope_id = await _target(services, caller, body.scope, body.target)
     limit = await services.quotas.limits.create_limit(
         body.scope,
@@ -186,23 +195,28 @@ async def create_limit(body: LimitIn, caller: Manager, services: ServicesDep) ->
         tokens_per_minute=body.tokens_per_minute,
     )
     services.quotas.invalidate()
+    await audit("limit.create", "rate_limit", limit.id, after=limit.to_dict())
     return JSONBytes(limit.to_dict(), status_code=201)
 
 
 @router.patch("/limits/{limit_id}", summary="Change a rate limit (null removes one kind)")
-async def update_limit(limit_id: str, body: LimitPatch, caller: Manager, services: ServicesDep) -> Response:
+async def update_limit(
+    limit_id: str, body: LimitPatch, caller: Manager, audit: AdminAudit, services: ServicesDep
+) -> Response:
     store = services.quotas.limits
     limit = await store.get_limit(limit_id)
     await _may_govern(services, caller, limit.scope, limit.scope_id)
     updated = await store.update_limit(limit_id, **body.model_dump(exclude_unset=True))
     services.quotas.invalidate()
+    await audit("limit.update", "rate_limit", limit_id, before=limit.to_dict(), after=updated.to_dict())
     return JSONBytes(updated.to_dict())
 
 
 @router.delete("/limits/{limit_id}", summary="Delete a rate limit")
-async def delete_limit(limit_id: str, caller: Manager, services: ServicesDep) -> Response:
+async def delete_limit(limit_id: str, caller: Manager, audit: AdminAudit, services: ServicesDep) -> Response:
     limit = await services.quotas.limits.get_limit(limit_id)
     await _may_govern(services, caller, limit.scope, limit.scope_id)
     await services.quotas.limits.delete_limit(limit_id)
     services.quotas.invalidate()
+    await audit("limit.delete", "rate_limit", limit_id, before=limit.to_dict())
     return JSONBytes({"deleted": True, "id": limit_id})

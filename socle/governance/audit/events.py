@@ -150,7 +150,8 @@ class AdminChange(Event):
 
     type: ClassVar[str] = "admin.change"
     description: ClassVar[str] = "An administrative change, with the object and its state before and after."
-    operation: Literal["create", "update", "delete"] = "update"
+    operation: str = ""
+    """``<object>.<verb>``: ``team.create``, ``key.revoke``, ``budget.update``, ``grant.create``..."""
     object_type: str = ""
     object_id: str = ""
     before: dict[str, Any] | None = None

@@ -1,0 +1,53 @@
+"""What the audit API tests share: an audited gateway on fake engines, and breaking the audit table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from socle.config import load_settings
+from socle.storage.dialects import sync_url
+from socle.testing.server import RunningServer, run_server
+from tests.conftest import ADMIN_KEY, fake_engines
+
+__all__ = ["audited_server", "audit_table_away", "ddl"]
+
+
+@contextmanager
+def audited_server(data_dir: Path) -> Iterator[RunningServer]:
+    """A gateway on SQLite in ``data_dir`` that retries a broken audit log every 0.1 s."""
+    settings = load_settings(
+        None,
+        environ={},
+        data_dir=data_dir,
+        admin_key=ADMIN_KEY,
+        port=0,
+        audit={"retry_s": 0.1, "witness_dir": str(data_dir / "witness")},
+        **fake_engines(),
+    )
+    with run_server(settings) as running:
+        yield running
+
+
+@contextmanager
+def audit_table_away(server: RunningServer) -> Iterator[None]:
+    """The audit table cannot be written (renamed away) inside the block."""
+    url = sync_url(server.services.settings.sqlalchemy_url)
+    ddl(url, "ALTER TABLE audit_entries RENAME TO audit_entries_away")
+    try:
+        yield
+    finally:
+        ddl(url, "ALTER TABLE audit_entries_away RENAME TO audit_entries")
+
+
+def ddl(url: Any, statement: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
