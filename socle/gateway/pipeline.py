@@ -54,6 +54,8 @@ class Call:
     """What the request reserved in budgets and rate limits, until it is settled."""
     chunks: int = 0
     """Text deltas streamed to the client (the charge of a stream cut before the engine's count)."""
+    classification: str | None = None
+    """The data classification of the request, raised by the knowledge documents it uses."""
 
     @property
     def model(self) -> str:

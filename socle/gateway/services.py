@@ -23,6 +23,7 @@ from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
 from socle.governance.rbac import ROLES
+from socle.knowledge.service import Knowledge, router_embedder
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecorder
 from socle.storage.db import Database
@@ -50,6 +51,8 @@ class Services:
     _stack: AsyncExitStack
     oidc: OIDCAuthenticator | None = None
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
+    knowledge: Knowledge | None = None
+    """The knowledge base (collections, ingestion worker, search), unless ``knowledge.enabled`` is off."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -87,6 +90,11 @@ class Services:
             usage = UsageRecorder(db, settings.usage_flush_interval_s)
             await usage.start()
             stack.push_async_callback(usage.aclose)
+            knowledge = None
+            if settings.knowledge.enabled:
+                embed = router_embedder(router, settings.knowledge.embedding_model)
+                knowledge = await Knowledge.start(db, embed, settings.knowledge)
+                stack.push_async_callback(knowledge.aclose)
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
@@ -104,6 +112,7 @@ class Services:
                 quotas=quotas,
                 _stack=stack.pop_all(),
                 oidc=oidc,
+                knowledge=knowledge,
             )
         return services
 
