@@ -125,17 +125,22 @@ class IngestionWorker:
         stale = now - timedelta(seconds=self._settings.lease_s)
         claimable = or_(_DOC.status == QUEUED, (_DOC.status == PROCESSING) & (_DOC.claimed_at < stale))
         rows = await self._db.fetch_all(
-            select(_DOC.id, _DOC.version, _DOC.attempts).where(claimable).order_by(_DOC.updated_at).limit(5)
+            select(_DOC.id, _DOC.version, _DOC.attempts, _DOC.error)
+            .where(claimable)
+            .order_by(_DOC.updated_at)
+            .limit(5)
         )
         for row in rows:
             document_id, version, attempts = row.id, row.version, row.attempts
             if attempts >= self._settings.max_attempts:
+                last = (
+                    f" Last error: {row.error}" if row.error else " The process stopped while working on it."
+                )
                 await self._fail(
                     document_id,
                     version,
                     _FAILED,
-                    f"Ingestion was interrupted {attempts} times (the process stopped while working on this "
-                    "document); it was given up.",
+                    f"Ingestion was given up after {attempts} attempts.{last}",
                     claimed=False,
                 )
                 continue
