@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from socle import __version__
-from socle.cli import admin, client, config_cmd, engines_cmd, serve
+from socle.cli import admin, client, config_cmd, engines_cmd, kb, serve
 
 __all__ = ["cli", "main"]
 
@@ -27,6 +27,7 @@ cli.add_command(admin.keys)
 cli.add_command(admin.usage)
 cli.add_command(admin.budgets)
 cli.add_command(admin.limits)
+cli.add_command(kb.kb)
 
 
 def main() -> None:
