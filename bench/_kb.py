@@ -72,19 +72,22 @@ def recall_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:
 
 
 @contextmanager
-def socle_server(data_dir: Path, **knowledge: Any) -> Iterator[RunningServer]:
-    """A server with only the MiniLM embeddings engine (the embedded default, sha256-checked)."""
+def socle_server(data_dir: Path, *, chat: bool = False, **knowledge: Any) -> Iterator[RunningServer]:
+    """A server with the MiniLM embeddings engine (the embedded default, sha256-checked), and with
+    ``chat`` the default SmolLM2 chat model too."""
     defaults = load_settings(None, environ={})
-    minilm = next(e for e in defaults.engines if isinstance(e, EmbeddingsEngineConfig))
+    engines = [e for e in defaults.engines if chat or isinstance(e, EmbeddingsEngineConfig)]
+    if not chat:
+        knowledge.setdefault("answer_model", "all-minilm-l6-v2")
     settings = load_settings(
         None,
         environ={},
         data_dir=data_dir,
         admin_key=KEY,
         port=0,
-        engines=[minilm],
+        engines=engines,
         models=[],
-        knowledge=KnowledgeSettings(answer_model="all-minilm-l6-v2", **knowledge),
+        knowledge=KnowledgeSettings(**knowledge),
     )
     with run_server(settings, startup_timeout_s=300) as server:
         yield server
