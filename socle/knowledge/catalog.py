@@ -462,15 +462,15 @@ class Catalog:
         documents: Sequence[str] | None = None,
     ) -> tuple[Scope, dict[str, CollectionRecord]]:
         """What ``principal`` may search: the readable collections among ``collection_ids`` (all readable
-        ones if ``None``; an unreadable one named explicitly is a 404) minus the documents whose own access
-        list leaves the caller out."""
-        readable = {
-            c.id: c for c in await self._org_collections(principal.org_id) if can_read(c.view, principal)
-        }
+        ones if ``None``; an unreadable one named explicitly is a 404, or a 403 for its managers) minus
+        the documents whose own access list leaves the caller out."""
+        every = await self._org_collections(principal.org_id)
+        readable = {c.id: c for c in every if can_read(c.view, principal)}
+        manageable = {c.id for c in every if can_manage(c.view, principal)}
         if collection_ids is not None:
             for collection_id in collection_ids:
-                if collection_id not in readable:
-                    _refuse(principal, "collection", collection_id, "read", found=False)
+                if collection_id not in readable:  # a manager sees it exists (403), others do not (404)
+                    _refuse(principal, "collection", collection_id, "read", found=collection_id in manageable)
             readable = {i: readable[i] for i in collection_ids}
         excluded: set[str] = set()
         if readable:

@@ -95,7 +95,10 @@ class SQLiteStore(ChunkTableStore):
             .order_by(rank)
             .limit(k)
         )
-        rows = await self._db.fetch_all(statement)
+        async with (
+            self._db.read() as connection
+        ):  # on aiosqlite's thread: a long match must not block the loop
+            rows = (await connection.execute(statement)).all()
         return [Scored(int(r.key), -float(r.rank)) for r in rows]
 
     async def vector_search(self, vector: Sequence[float], scope: Scope, k: int) -> list[Scored]:
