@@ -3,9 +3,11 @@
 The search index is built per database and described by no model (tables named ``kb_index_*``, see
 :data:`socle.storage.models.UNMODELLED_TABLE_PREFIX`):
 
-- SQLite: an FTS5 table of analysed terms (rowid = chunk key), a table of embeddings (float32 blobs)
-  that :class:`socle.knowledge.stores.sqlite.SQLiteStore` loads into memory, and a generation counter
-  that triggers bump whenever an embedding is added or removed, so that every process notices.
+- SQLite: an FTS5 table of analysed terms and scope tokens (collection and document ids, so that
+  the access filter is applied inside the full-text index; rowid = chunk key), a table of embeddings
+  (float32 blobs) that :class:`socle.knowledge.stores.sqlite.SQLiteStore` loads into memory, and a
+  generation counter that triggers bump whenever an embedding is added or removed, so that every
+  process notices.
   Deleting a chunk row (directly or by cascade) deletes its FTS row through a trigger.
 - PostgreSQL: pgvector (``CREATE EXTENSION vector``) and one table holding each chunk's tsvector
   (GIN-indexed) and embedding, deleted with its chunk by cascade.
@@ -29,8 +31,8 @@ depends_on: str | Sequence[str] | None = None
 _CLASSIFICATION = "classification IN ('public', 'internal', 'confidential', 'secret')"
 
 _SQLITE_INDEX = (
-    "CREATE VIRTUAL TABLE kb_index_fts USING fts5(terms, tokenize = 'unicode61 remove_diacritics 0', "
-    "detail = column)",
+    "CREATE VIRTUAL TABLE kb_index_fts USING fts5(terms, scope, "
+    "tokenize = 'unicode61 remove_diacritics 0', detail = column)",
     "CREATE TABLE kb_index_vectors (key INTEGER PRIMARY KEY REFERENCES kb_chunks (key) ON DELETE CASCADE, "
     "collection_id VARCHAR(26) NOT NULL, document_id VARCHAR(26) NOT NULL, embedding BLOB NOT NULL)",
     "CREATE TABLE kb_index_state (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL)",
