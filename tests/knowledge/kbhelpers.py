@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 
-from socle.config import FakeEngineConfig, KnowledgeSettings, ModelRoute
+from socle.config import FakeEngineConfig, KnowledgeSettings, ModelRoute, Settings, load_settings
 from socle.testing.server import RunningServer
+from tests.conftest import ADMIN_KEY
 
 TERMINAL_WAIT_S = 60.0
 
@@ -30,6 +31,19 @@ def knowledge_settings(**overrides: Any) -> KnowledgeSettings:
     }
     values.update(overrides)
     return KnowledgeSettings(**values)
+
+
+def server_settings(data_dir: Any, **knowledge: Any) -> Settings:
+    """Settings of a test server with the fake engines and the knowledge base (admin key ADMIN_KEY)."""
+    return load_settings(
+        None,
+        environ={},
+        data_dir=data_dir,
+        admin_key=ADMIN_KEY,
+        port=0,
+        knowledge=knowledge_settings(**knowledge),
+        **knowledge_engines(),
+    )
 
 
 def make_keys(server: RunningServer, spec: dict[str, tuple[str, str]]) -> dict[str, str]:

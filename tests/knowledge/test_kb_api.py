@@ -6,10 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from socle.config import load_settings
 from socle.testing.server import RunningServer, run_server
-from tests.conftest import ADMIN_KEY
-from tests.knowledge.kbhelpers import Client, knowledge_engines, knowledge_settings, make_keys
+from tests.knowledge.kbhelpers import Client, make_keys, server_settings
 
 GUIDE = b"""# Travel policy
 
@@ -26,16 +24,7 @@ NOTE = "Les allocations familiales sont versées chaque mois par la caisse.".enc
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    settings = load_settings(
-        None,
-        environ={},
-        data_dir=tmp_path_factory.mktemp("kb"),
-        admin_key=ADMIN_KEY,
-        port=0,
-        knowledge=knowledge_settings(),
-        **knowledge_engines(),
-    )
-    with run_server(settings) as running:
+    with run_server(server_settings(tmp_path_factory.mktemp("kb"))) as running:
         yield running
 
 

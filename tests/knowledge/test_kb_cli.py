@@ -10,24 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from socle.cli import cli
-from socle.config import load_settings
 from socle.testing.server import RunningServer, run_server
 from tests.conftest import ADMIN_KEY
-from tests.knowledge.kbhelpers import knowledge_engines, knowledge_settings
+from tests.knowledge.kbhelpers import server_settings
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    settings = load_settings(
-        None,
-        environ={},
-        data_dir=tmp_path_factory.mktemp("kbcli"),
-        admin_key=ADMIN_KEY,
-        port=0,
-        knowledge=knowledge_settings(),
-        **knowledge_engines(),
-    )
-    with run_server(settings) as running:
+    with run_server(server_settings(tmp_path_factory.mktemp("kbcli"))) as running:
         yield running
 
 

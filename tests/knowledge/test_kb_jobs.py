@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from socle.config import KnowledgeSettings, load_settings
+from socle.config import KnowledgeSettings
 from socle.errors import EngineUnavailableError
 from socle.governance.identity import Principal
 from socle.knowledge.catalog import Catalog
@@ -22,7 +22,7 @@ from socle.storage.types import utcnow
 from socle.testing.server import run_server
 from tests.conftest import ADMIN_KEY
 from tests.governance.tenancy import make_tenant
-from tests.knowledge.kbhelpers import Client, knowledge_engines, knowledge_settings
+from tests.knowledge.kbhelpers import Client, server_settings
 
 pytestmark = pytest.mark.anyio
 SETTINGS = KnowledgeSettings(max_attempts=2, lease_s=30)
@@ -165,24 +165,13 @@ async def test_embedding_outages_requeue_then_fail(env: Env) -> None:
 def test_ingestion_resumes_after_a_restart(tmp_path: Path) -> None:
     """Uploaded to a server whose worker is off, then ingested by the next start on the same data."""
 
-    def settings(worker: bool):  # type: ignore[no-untyped-def]
-        return load_settings(
-            None,
-            environ={},
-            data_dir=tmp_path / "data",
-            admin_key=ADMIN_KEY,
-            port=0,
-            knowledge=knowledge_settings(worker=worker),
-            **knowledge_engines(),
-        )
-
-    with run_server(settings(False)) as server:
+    with run_server(server_settings(tmp_path / "data", worker=False)) as server:
         client = Client(server, ADMIN_KEY)
         collection = client.collection("restart")["id"]
         doc = client.upload(collection, {"r.txt": b"resumed after restart"})[0]
         assert client.wait(collection, doc["id"], until=("queued",))["status"] == "queued"
         client.close()
-    with run_server(settings(True)) as server:
+    with run_server(server_settings(tmp_path / "data", worker=True)) as server:
         client = Client(server, ADMIN_KEY)
         assert client.wait(collection, doc["id"])["status"] == "ready"
         assert client.search("resumed", collections=[collection], method="bm25")
