@@ -67,6 +67,7 @@ class IngestionWorker:
 
     def start(self) -> None:
         if self._task is None:
+            self._process_pool().submit(os.getpid)  # start the parsing process now, not at the first upload
             self._task = asyncio.create_task(self._run(), name="knowledge-ingestion")
 
     def wake(self) -> None:
