@@ -222,6 +222,19 @@ class KnowledgeSettings(BaseModel):
         default=50, ge=1, le=1000, description="Results each method contributes to hybrid fusion."
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    embedding_languages: list[Literal["en", "fr"]] = Field(
+        default=["en"],
+        description="Languages the embedding model handles well (all-MiniLM-L6-v2: English); a "
+        'multilingual model: ["en", "fr"].',
+    )
+    dense_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the dense ranking in hybrid fusion (keyword: 1)."
+    )
+    foreign_dense_weight: float = Field(
+        default=0.2,
+        ge=0,
+        description="Weight of the dense ranking for queries in a language not in embedding_languages.",
+    )
     answer_chunks: int = Field(default=5, ge=1, le=50, description="Chunks given to the model to answer.")
     answer_context_tokens: int = Field(
         default=1200, ge=100, description="Largest context (sources) given to the model, in tokens (approx.)."

@@ -1,9 +1,14 @@
 """Retrieval: keyword (BM25), dense (embeddings) or hybrid search over what the caller may read.
 
 Hybrid search runs both searches on the same access scope (each applies it inside its query, see
-:mod:`socle.knowledge.stores.base`), takes ``candidates`` results from each and fuses them by
+:mod:`socle.knowledge.stores.base`), takes ``candidates`` results from each and fuses them by weighted
 reciprocal rank fusion: a chunk's score is the sum over the rankings it appears in of
-``1 / (rrf_k + rank)``. Fusion keys are chunk keys, unique across the whole index and never reused, so
+``weight / (rrf_k + rank)``. The keyword ranking weighs 1; the dense ranking weighs ``dense_weight``
+when the query is in a language the embedding model knows (``embedding_languages``; the default MiniLM
+knows English) and ``foreign_dense_weight`` otherwise: on the French Service-Public set, MiniLM alone
+scores far below BM25, and equal weights made hybrid worse than BM25 alone (docs/benchmarks.md).
+
+Fusion keys are chunk keys, unique across the whole index and never reused, so
 two different passages can never merge into one (unlike keys made of a document name and a position,
 or of a text hash). An optional cross-encoder (:mod:`socle.knowledge.rerank`) then reorders the fused
 list.
@@ -23,6 +28,7 @@ from typing import Any, Literal
 from socle.config import KnowledgeSettings
 from socle.governance.identity import Principal
 from socle.knowledge.access import higher_classification
+from socle.knowledge.analysis import detect_language, tokens
 from socle.knowledge.catalog import Catalog, CollectionRecord, DocumentRecord
 from socle.knowledge.stores.base import Chunk, KnowledgeStore, Scope, Scored
 
@@ -66,12 +72,15 @@ class Hit:
         }
 
 
-def rrf(rankings: Sequence[Sequence[Scored]], k: int = 60) -> list[Scored]:
-    """Reciprocal rank fusion of rankings of chunk keys: best fused score first (ties: lower key)."""
+def rrf(
+    rankings: Sequence[Sequence[Scored]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[Scored]:
+    """Weighted reciprocal rank fusion of rankings of chunk keys: a chunk scores the sum over rankings of
+    ``weight / (k + rank)``; best fused score first (ties: lower key)."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, scored in enumerate(ranking, start=1):
-            fused[scored.key] = fused.get(scored.key, 0.0) + 1.0 / (k + rank)
+            fused[scored.key] = fused.get(scored.key, 0.0) + weight / (k + rank)
     return [Scored(key, score) for key, score in sorted(fused.items(), key=lambda item: (-item[1], item[0]))]
 
 
@@ -133,10 +142,19 @@ class Retriever:
         elif method == "dense":
             ranked = dense
         else:
-            ranked = rrf([keyword, dense], self._settings.rrf_k)
+            ranked = rrf([keyword, dense], self._settings.rrf_k, [1.0, self.dense_weight(query)])
             if self._reranker is not None:
                 ranked = await self._rerank(query, ranked[: self._settings.candidates])
         return await self._hits(ranked[:k], keyword, dense, collections)
+
+    def dense_weight(self, query: str) -> float:
+        """The dense ranking's weight in fusion: full in a language the embedding model knows
+        (``embedding_languages``), ``foreign_dense_weight`` otherwise (an English-only model on French
+        text is a weak signal, and would drag a good keyword ranking down)."""
+        settings = self._settings
+        if detect_language(tokens(query)) in settings.embedding_languages:
+            return settings.dense_weight
+        return settings.foreign_dense_weight
 
     async def _dense(self, query: str, scope: Scope, k: int) -> list[Scored]:
         vector = (await self._embed([self._settings.query_prefix + query]))[0]

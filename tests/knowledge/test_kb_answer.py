@@ -93,3 +93,16 @@ def test_access_rules() -> None:
     assert not document_allows((AccessEntry(kind="user", id="u9"),), member, "t1")
     assert higher_classification("internal", None, "secret", "public") == "secret"
     assert higher_classification() == "public"
+
+
+def test_weighted_fusion_follows_the_embedding_models_languages() -> None:
+    from socle.config import KnowledgeSettings
+    from socle.knowledge.retrieve import Retriever
+
+    fused = rrf([[Scored(1, 1.0)], [Scored(2, 1.0)]], k=60, weights=[1.0, 0.2])
+    assert [s.key for s in fused] == [1, 2] and fused[1].score == 0.2 / 61
+    retriever = Retriever(None, None, None, KnowledgeSettings())  # type: ignore[arg-type]
+    assert retriever.dense_weight("Which proteins bind the receptor?") == 1.0
+    assert retriever.dense_weight("Quelles sont les aides pour le logement ?") == 0.2
+    both = Retriever(None, None, None, KnowledgeSettings(embedding_languages=["en", "fr"]))  # type: ignore[arg-type]
+    assert both.dense_weight("Quelles sont les aides pour le logement ?") == 1.0
