@@ -42,6 +42,7 @@ __all__ = [
     "GuardPolicy",
     "GuardRule",
     "GuardrailSettings",
+    "KnowledgeSettings",
     "LlamaCppEngineConfig",
     "ModelAccessSettings",
     "ModelRoute",
@@ -483,6 +484,97 @@ class AuditSettings(BaseModel):
     )
 
 
+class KnowledgeSettings(BaseModel):
+    """The knowledge base (`[knowledge]`): ingestion, retrieval and answers; see docs/knowledge.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Serve the knowledge API and run the ingestion worker.")
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="Public model name (an embeddings engine) that embeds chunks and queries. Changing it "
+        "needs a re-index: vectors of two models cannot be compared.",
+    )
+    query_prefix: str = Field(
+        default="", description='Text put before each query to embed (e5 models: "query: ").'
+    )
+    passage_prefix: str = Field(
+        default="", description='Text put before each chunk to embed (e5 models: "passage: ").'
+    )
+    answer_model: str = Field(
+        default=DEFAULT_CHAT_MODEL, description="Chat model of POST /v1/answer when the request names none."
+    )
+    worker: bool = Field(
+        default=True, description="Run the ingestion worker in this process (one document at a time)."
+    )
+    chunk_max_tokens: int = Field(default=256, ge=16, le=8192, description="Largest chunk, in tokens.")
+    chunk_overlap_tokens: int = Field(default=32, ge=0, description="Tokens repeated between chunks.")
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024, description="Largest document upload (whole request), bytes."
+    )
+    parse_memory_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=256 * 1024**2,
+        description="Address-space limit of the parsing process: a document needing more fails as "
+        "too_large instead of exhausting the server.",
+    )
+    parse_timeout_s: float = Field(default=600.0, gt=0, description="Longest parse of one document.")
+    embed_batch: int = Field(default=32, ge=1, description="Chunks embedded per call while ingesting.")
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the worker looks for documents uploaded to other replicas."
+    )
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A document whose worker has not reported for this long (it died) is taken over.",
+    )
+    max_attempts: int = Field(default=3, ge=1, description="Ingestion attempts before a document fails.")
+    candidates: int = Field(
+        default=50, ge=1, le=1000, description="Results each method contributes to hybrid fusion."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    embedding_languages: list[Literal["en", "fr"]] = Field(
+        default=["en"],
+        description="Languages the embedding model handles well (all-MiniLM-L6-v2: English); a "
+        'multilingual model: ["en", "fr"].',
+    )
+    dense_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the dense ranking in hybrid fusion (keyword: 1)."
+    )
+    foreign_dense_weight: float = Field(
+        default=0.2,
+        ge=0,
+        description="Weight of the dense ranking for queries in a language not in embedding_languages.",
+    )
+    answer_chunks: int = Field(default=5, ge=1, le=50, description="Chunks given to the model to answer.")
+    answer_context_tokens: int = Field(
+        default=1200, ge=100, description="Largest context (sources) given to the model, in tokens (approx.)."
+    )
+    min_similarity: float = Field(
+        default=0.3,
+        ge=-1,
+        le=1,
+        description="Answers abstain when no retrieved chunk is at least this similar to the question "
+        "(cosine of the embeddings) and none matches its keywords.",
+    )
+    reranker_path: str | None = Field(
+        default=None,
+        description="Optional local cross-encoder (directory or pkg:PACKAGE/DIR with model.safetensors) "
+        "that reorders hybrid results.",
+    )
+    reranker_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of the reranker's weights."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> KnowledgeSettings:
+        if self.chunk_overlap_tokens * 2 >= self.chunk_max_tokens:
+            raise ValueError("chunk_overlap_tokens must be less than half of chunk_max_tokens")
+        if (self.reranker_path is None) != (self.reranker_sha256 is None):
+            raise ValueError("reranker_path and reranker_sha256 go together")
+        return self
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("socle_config_file", default=None)
 
 JWTAlgorithm = Literal[
@@ -683,6 +775,10 @@ class Settings(BaseSettings):
     guardrails: GuardrailSettings = Field(
         default_factory=GuardrailSettings,
         description="PII, injection and output guardrails (`[guardrails]`).",
+    )
+    knowledge: KnowledgeSettings = Field(
+        default_factory=KnowledgeSettings,
+        description="Knowledge base (`[knowledge]`, see docs/knowledge.md).",
     )
 
     @model_validator(mode="after")

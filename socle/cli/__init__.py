@@ -5,7 +5,18 @@ from __future__ import annotations
 import click
 
 from socle import __version__
-from socle.cli import admin, audit, client, config_cmd, engines_cmd, guard_cmd, models_cmd, quotas_cmd, serve
+from socle.cli import (
+    admin,
+    audit,
+    client,
+    config_cmd,
+    engines_cmd,
+    guard_cmd,
+    kb,
+    models_cmd,
+    quotas_cmd,
+    serve,
+)
 
 __all__ = ["cli", "main"]
 
@@ -30,6 +41,7 @@ cli.add_command(quotas_cmd.budgets)
 cli.add_command(quotas_cmd.limits)
 cli.add_command(guard_cmd.guard)
 cli.add_command(audit.audit)
+cli.add_command(kb.kb)
 
 
 def main() -> None:

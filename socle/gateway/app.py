@@ -22,7 +22,7 @@ from socle.config import Settings
 from socle.errors import SocleError
 from socle.gateway.middleware import RequestContextMiddleware
 from socle.gateway.responses import JSONBytes
-from socle.gateway.routes import access, admin, audit, guardrails, health, openai, quotas, usage
+from socle.gateway.routes import access, admin, audit, guardrails, health, knowledge, openai, quotas, usage
 from socle.gateway.services import Services
 
 __all__ = ["create_app"]
@@ -69,12 +69,17 @@ def create_app(
     app.include_router(quotas.router)
     app.include_router(guardrails.router)
     app.include_router(audit.router)
+    app.include_router(knowledge.router)
     app.include_router(health.router)
     app.add_exception_handler(SocleError, _socle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_bytes,
+        upload_max_bytes=settings.knowledge.max_upload_bytes,
+    )
     return app
 
 

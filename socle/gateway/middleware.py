@@ -23,9 +23,17 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, upload_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.upload_max_bytes = upload_max_bytes or max_body_bytes
+        """The limit of document uploads (``/v1/collections/.../documents...``), usually larger."""
+
+    def _limit(self, scope: Scope) -> int:
+        path: str = scope.get("path", "")
+        if path.startswith("/v1/collections/") and "/documents" in path:
+            return self.upload_max_bytes
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,16 +49,17 @@ class RequestContextMiddleware:
             await send(message)
 
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await self._read_body(scope, receive)
+            limit = self._limit(scope)
+            body = await self._read_body(scope, receive, limit)
             if body is None:
-                await self._too_large(send_with_id)
+                await self._too_large(send_with_id, limit)
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send_with_id)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes | None:
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 return None
         chunks: list[bytes] = []
         size = 0
@@ -60,15 +69,15 @@ class RequestContextMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
-    async def _too_large(self, send: Send) -> None:
-        error = PayloadTooLargeError(f"Request body exceeds the limit of {self.max_body_bytes} bytes.")
+    async def _too_large(self, send: Send, limit: int) -> None:
+        error = PayloadTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
         payload = orjson.dumps(error.to_dict())
         await send(
             {

@@ -30,6 +30,7 @@ from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
 from socle.governance.rbac import ROLES
 from socle.governance.residency import Residency
+from socle.knowledge.service import Knowledge, router_embedder
 from socle.observability.metrics import Metrics
 from socle.observability.usage import UsageRecorder
 from socle.storage.db import Database
@@ -66,6 +67,8 @@ class Services:
     """Single sign-on (bearer JWTs), when ``settings.oidc`` is set."""
     guard: Guard | None = None
     """Guardrails (detectors and team policies), unless ``settings.guardrails.enabled`` is false."""
+    knowledge: Knowledge | None = None
+    """The knowledge base (collections, ingestion worker, search), unless ``knowledge.enabled`` is off."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -108,6 +111,11 @@ class Services:
             access = ModelAccess(
                 db, default=settings.model_access.default, cache_s=settings.governance_cache_s
             )
+            knowledge = None
+            if settings.knowledge.enabled:
+                embed = router_embedder(router, settings.knowledge.embedding_model)
+                knowledge = await Knowledge.start(db, embed, settings.knowledge)
+                stack.push_async_callback(knowledge.aclose)
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
             stack.push_async_callback(quotas.aclose)  # before the database closes: settles what is pending
@@ -140,6 +148,7 @@ class Services:
                 _stack=stack.pop_all(),
                 oidc=oidc,
                 guard=guard,
+                knowledge=knowledge,
             )
         return services
 

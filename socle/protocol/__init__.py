@@ -5,6 +5,7 @@ from socle.protocol.openai import (
     ChatMessage,
     CompletionRequest,
     EmbeddingRequest,
+    KnowledgeOptions,
     StreamOptions,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "KnowledgeOptions",
     "StreamOptions",
 ]

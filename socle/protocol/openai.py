@@ -16,6 +16,7 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "KnowledgeOptions",
     "StreamOptions",
 ]
 
@@ -82,8 +83,18 @@ class _Sampling(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+class KnowledgeOptions(BaseModel):
+    """Socle's extension of chat completions: answer from these knowledge collections, with citations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collections: list[str] = Field(min_length=1, max_length=100, description="Collection ids to search.")
+    k: int | None = Field(default=None, ge=1, le=50, description="Chunks given to the model.")
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    knowledge: KnowledgeOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
     Column,
     Date,
     Double,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -72,6 +73,11 @@ __all__ = [
     "BudgetReservationRow",
     "BudgetRow",
     "ModelGrantRow",
+    "CLASSIFICATIONS",
+    "KnowledgeChunkRow",
+    "KnowledgeCollectionRow",
+    "KnowledgeDocumentRow",
+    "KnowledgeUploadRow",
     "OrganisationRow",
     "PrincipalRow",
     "RateLimitCounterRow",
@@ -79,9 +85,17 @@ __all__ = [
     "TeamMemberRow",
     "TeamRow",
     "UsageRow",
+    "UNMODELLED_TABLE_PREFIX",
 ]
 
 PRINCIPAL_KINDS = ("user", "service")
+CLASSIFICATIONS = ("public", "internal", "confidential", "secret")
+"""Data classifications, least to most sensitive (feed residency routing)."""
+
+UNMODELLED_TABLE_PREFIX = "kb_index_"
+"""Tables the migrations build per database for the knowledge stores (FTS5 and vectors on SQLite,
+tsvector and pgvector on PostgreSQL) and that no model here describes; the model/migration comparison
+skips them (see :mod:`socle.knowledge.stores`)."""
 
 # Deterministic constraint names, so that later migrations can drop or alter them on every database.
 NAMING_CONVENTION = {
@@ -440,3 +454,107 @@ class AuditContentRow(Base):
     nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created_at()
+
+
+# Knowledge base (see socle.knowledge) ----------------------------------------------------------------
+_CLASSIFICATION_CHECK = "classification IN ('public', 'internal', 'confidential', 'secret')"
+
+
+class KnowledgeCollectionRow(Base):
+    """A collection of documents, owned by a team. ``access`` is its access list: entries
+    ``{"kind": "user"|"team"|"role", "id": ..., "permission": "read"|"write"}`` (see
+    :mod:`socle.knowledge.access`); ``org_read`` lets everyone in the organisation read it."""
+
+    __tablename__ = "kb_collections"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        CheckConstraint(_CLASSIFICATION_CHECK, name="classification"),
+        Index(None, "team_id"),
+    )
+
+    id: Mapped[str] = _id()
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="RESTRICT"))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    classification: Mapped[str] = mapped_column(String(16))
+    org_read: Mapped[bool]
+    access: Mapped[list[dict[str, Any]]] = mapped_column(JSON(none_as_null=True))
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class KnowledgeDocumentRow(Base):
+    """A document of a collection and the state of its ingestion (``status``: queued, processing, ready,
+    or an error status). ``access`` (optional) narrows the collection's access list; ``classification``
+    (optional) raises the collection's. ``claimed_by``/``claimed_at`` are the ingestion lease."""
+
+    __tablename__ = "kb_documents"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "content_sha256"),
+        CheckConstraint(f"classification IS NULL OR {_CLASSIFICATION_CHECK}", name="classification"),
+        Index(None, "status", "updated_at"),
+    )
+
+    id: Mapped[str] = _id()
+    collection_id: Mapped[str] = mapped_column(ForeignKey("kb_collections.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(500))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    mime: Mapped[str | None] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(2000))
+    progress: Mapped[float] = mapped_column(Float)
+    pages: Mapped[int | None]
+    chunk_count: Mapped[int]
+    access: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
+    classification: Mapped[str | None] = mapped_column(String(16))
+    meta: Mapped[dict[str, Any] | None]
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+    indexed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int]
+
+
+class KnowledgeUploadRow(Base):
+    """The bytes of a document version waiting for ingestion; deleted once it is ingested (or failed)."""
+
+    __tablename__ = "kb_uploads"
+
+    document_id: Mapped[str] = mapped_column(
+        ForeignKey("kb_documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class KnowledgeChunkRow(Base):
+    """A searchable passage of a document. ``key`` is the store's integer key (never reused: SQLite
+    AUTOINCREMENT, PostgreSQL identity), ``id`` the public one."""
+
+    __tablename__ = "kb_chunks"
+    __table_args__ = (
+        Index(None, "document_id", "ordinal"),
+        Index(None, "collection_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    key: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True, default=new_id)
+    document_id: Mapped[str] = mapped_column(ForeignKey("kb_documents.id", ondelete="CASCADE"))
+    collection_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    ordinal: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(String(1000))
+    section_path: Mapped[list[str] | None]
+    page_start: Mapped[int | None]
+    page_end: Mapped[int | None]
+    token_count: Mapped[int]

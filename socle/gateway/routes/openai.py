@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response, StreamingResponse
 
 from socle.gateway.deps import Authenticated, NewCall, ServicesDep, require
+from socle.gateway.rag import knowledge_chat
 from socle.gateway.responses import JSONBytes, listing
 from socle.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -61,6 +62,8 @@ async def list_models(services: ServicesDep, principal: Authenticated) -> Respon
     summary="Create a chat completion (streamed with stream=true)",
 )
 async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, call: NewCall) -> Response:
+    if body.knowledge is not None:  # Socle's extension: answer from knowledge collections, with citations
+        return _respond(await knowledge_chat(services, call, body), call.engine_name)
     result = await services.pipeline.chat(call, body)
     return _respond(result, call.engine_name)
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from socle.storage.models import Base
+from socle.storage.models import UNMODELLED_TABLE_PREFIX, Base
+
+
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Skip the per-database knowledge index tables, which no model describes."""
+    return not (type_ == "table" and name is not None and name.startswith(UNMODELLED_TABLE_PREFIX))
 
 
 def _run_migrations() -> None:
@@ -24,6 +29,7 @@ def _run_migrations() -> None:
         # SQLite cannot ALTER most things: later migrations use batch mode (copy and swap tables).
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
