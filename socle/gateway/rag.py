@@ -25,18 +25,13 @@ from socle.knowledge.retrieve import Hit
 from socle.knowledge.service import Knowledge
 from socle.protocol import ChatCompletionRequest, ChatMessage
 
-__all__ = ["knowledge_chat", "raise_classification", "require_knowledge"]
+__all__ = ["knowledge_chat", "require_knowledge"]
 
 
 def require_knowledge(services: Services) -> Knowledge:
     if services.knowledge is None:
         raise NotFoundError("The knowledge base is disabled on this gateway.", code="knowledge_disabled")
     return services.knowledge
-
-
-def raise_classification(call: Call, level: str, reason: str) -> None:
-    """Raise the call's classification to at least ``level`` (the residency step routes on it)."""
-    call.raise_classification(cast(Classification, level), reason)
 
 
 def _trace_sources(call: Call, sources: Sequence[Hit]) -> None:
@@ -71,7 +66,7 @@ async def knowledge_chat(services: Services, call: Call, body: ChatCompletionReq
     )
     if hits:
         level = higher_classification(*(h.classification for h in hits))
-        raise_classification(call, level, f"knowledge: {len(hits)} passages retrieved")
+        call.raise_classification(cast(Classification, level), f"knowledge: {len(hits)} passages retrieved")
     useful = relevant(hits, settings.min_similarity)
     if not useful:
         return _abstained(call, body, question)

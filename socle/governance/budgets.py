@@ -441,7 +441,8 @@ class BudgetStore:
 
     async def _status_of(self, budget: Budget) -> BudgetStatus:
         start = period_bounds(budget.period, self._clock())[0]
-        return (await self._db.transact(self.statuses_in, [(budget, start)]))[0]
+        async with self._db.read() as connection:  # a read: never through the writer thread
+            return (await connection.run_sync(self.statuses_in, [(budget, start)]))[0]
 
     def statuses_in(
         self, connection: Connection, periods: Sequence[tuple[Budget, datetime]]

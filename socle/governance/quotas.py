@@ -51,7 +51,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -76,7 +76,6 @@ from socle.storage.types import utcnow
 __all__ = ["Hold", "Quotas", "Worst", "prompt_bound", "worst_case"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 TOKENS_PER_MESSAGE = 8
 PROMPT_OVERHEAD_TOKENS = 64
@@ -258,34 +257,33 @@ class Quotas:
         now_ms = int(self._clock().timestamp() * 1000)
         spend = hold.worst.spend
         counters = self.counters
-        if isinstance(counters, DatabaseCounters):
-
-            def reserve(connection: Connection) -> tuple[tuple[Taken, ...], Reservation | None]:
-                taken = tuple(counters.take_in(connection, buckets, spend.tokens, now_ms)) if buckets else ()
-                reservation = (
-                    self.budgets.reserve_in(connection, principal, budgets, spend, request_id=hold.request_id)
-                    if budgets
-                    else None
-                )
-                return taken, reservation
-
-            hold.taken, hold.reservation = await self._committed(hold, self._db.transact(reserve))
-            return
-        if buckets:
+        in_database = isinstance(counters, DatabaseCounters)
+        if buckets and not in_database:  # Redis: counted first, given back below if a budget refuses
             hold.taken = tuple(await counters.take(buckets, spend.tokens, now_ms))
-        if budgets:
-            try:
-                hold.reservation = await self._committed(
-                    hold,
-                    self._db.transact(
-                        self.budgets.reserve_in, principal, budgets, spend, request_id=hold.request_id
-                    ),
-                )
-            except BaseException:
-                await self._give_back_quietly(hold.taken)
-                raise
 
-    async def _committed(self, hold: Hold, work: Awaitable[T]) -> T:
+        def reserve(connection: Connection) -> tuple[tuple[Taken, ...], Reservation | None]:
+            taken = hold.taken
+            if buckets and isinstance(counters, DatabaseCounters):
+                taken = tuple(counters.take_in(connection, buckets, spend.tokens, now_ms))
+            reservation = (
+                self.budgets.reserve_in(connection, principal, budgets, spend, request_id=hold.request_id)
+                if budgets
+                else None
+            )
+            return taken, reservation
+
+        if not budgets and not in_database:
+            return
+        try:
+            hold.taken, hold.reservation = await self._committed(hold, self._db.transact(reserve))
+        except BaseException:
+            if not in_database:
+                await self._give_back_quietly(hold.taken)
+            raise
+
+    async def _committed(
+        self, hold: Hold, work: Awaitable[tuple[tuple[Taken, ...], Reservation | None]]
+    ) -> tuple[tuple[Taken, ...], Reservation | None]:
         """Await a reservation's transaction; if the caller is cancelled meanwhile (the client went away),
         the transaction still commits in its thread, so release what it reserved as soon as it has."""
         future = asyncio.ensure_future(work)
@@ -298,11 +296,7 @@ class Quotas:
     def _release_orphan(self, hold: Hold, done: asyncio.Future[Any]) -> None:
         if done.cancelled() or done.exception() is not None:
             return
-        result = done.result()
-        if isinstance(result, tuple):
-            hold.taken, hold.reservation = result
-        else:
-            hold.reservation = result
+        hold.taken, hold.reservation = done.result()
         hold.finished = True
         self._spawn(self._finish_first(hold, None))
 
@@ -372,28 +366,21 @@ class Quotas:
             return []
         watched = self._watched(hold, actual)
         counters = self.counters
-        if isinstance(counters, DatabaseCounters):
-
-            def finish(connection: Connection) -> list[BudgetStatus]:
-                if refunds:
-                    counters.give_back_in(connection, refunds, requests=False)
-                if reservation is not None:
-                    self.budgets.finish_in(connection, reservation, actual)
-                return self.budgets.statuses_in(connection, watched)
-
-            return await self._db.transact(finish)
-        if refunds:
+        if refunds and not isinstance(counters, DatabaseCounters):  # Redis: given back on their own
             await counters.give_back(refunds, requests=False)
             hold.taken = ()
-        if reservation is None:
-            return []
+            refunds = []
+            if reservation is None:
+                return []
 
-        def settle(connection: Connection) -> list[BudgetStatus]:
-            assert reservation is not None
-            self.budgets.finish_in(connection, reservation, actual)
+        def finish(connection: Connection) -> list[BudgetStatus]:
+            if refunds and isinstance(counters, DatabaseCounters):
+                counters.give_back_in(connection, refunds, requests=False)
+            if reservation is not None:
+                self.budgets.finish_in(connection, reservation, actual)
             return self.budgets.statuses_in(connection, watched)
 
-        return await self._db.transact(settle)
+        return await self._db.transact(finish)
 
     def _watched(self, hold: Hold, actual: Spend | None) -> list[tuple[Budget, datetime]]:
         """The (budget, period) counters whose thresholds a settlement may cross."""
