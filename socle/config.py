@@ -46,6 +46,7 @@ __all__ = [
     "LlamaCppEngineConfig",
     "ModelAccessSettings",
     "ModelRoute",
+    "ConsoleSettings",
     "OIDCRule",
     "OIDCSettings",
     "OpenAICompatEngineConfig",
@@ -669,6 +670,46 @@ class OIDCSettings(BaseModel):
         return self
 
 
+class ConsoleSettings(BaseModel):
+    """The web console served at `/` (see docs/console.md). SSO in the console is the authorisation code
+    flow with PKCE, run by the browser against the identity provider as a public client; the token it
+    gets is then checked like any bearer token by `[oidc]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Serve the console at `/`.")
+    default_language: Literal["fr", "en"] = Field(
+        default="fr", description="Language shown before the user picks one."
+    )
+    oidc_client_id: str | None = Field(
+        default=None, description="Client id of the console at the identity provider; unset: key login only."
+    )
+    oidc_authorization_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://", description="The identity provider's authorisation endpoint."
+    )
+    oidc_token_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://", description="The identity provider's token endpoint."
+    )
+    oidc_scopes: str = Field(default="openid profile email", description="Scopes the console asks for.")
+    oidc_token: Literal["access_token", "id_token"] = Field(
+        default="access_token",
+        description="Which token of the provider's answer the console sends as its bearer token.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ConsoleSettings:
+        sso = (self.oidc_client_id, self.oidc_authorization_endpoint, self.oidc_token_endpoint)
+        if any(v is not None for v in sso) and not all(v is not None for v in sso):
+            raise ValueError(
+                "console SSO needs oidc_client_id, oidc_authorization_endpoint and oidc_token_endpoint"
+            )
+        return self
+
+    @property
+    def sso(self) -> bool:
+        return self.oidc_client_id is not None
+
+
 class Settings(BaseSettings):
     """Everything Socle can be configured with. See docs/configuration.md (generated from this class)."""
 
@@ -779,6 +820,9 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(
         default_factory=KnowledgeSettings,
         description="Knowledge base (`[knowledge]`, see docs/knowledge.md).",
+    )
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings, description="The web console (`[console]`, see docs/console.md)."
     )
 
     @model_validator(mode="after")

@@ -19,10 +19,22 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from socle.config import Settings
+from socle.console import mount_console
 from socle.errors import SocleError
 from socle.gateway.middleware import RequestContextMiddleware
 from socle.gateway.responses import JSONBytes
-from socle.gateway.routes import access, admin, audit, guardrails, health, knowledge, openai, quotas, usage
+from socle.gateway.routes import (
+    access,
+    account,
+    admin,
+    audit,
+    guardrails,
+    health,
+    knowledge,
+    openai,
+    quotas,
+    usage,
+)
 from socle.gateway.services import Services
 
 __all__ = ["create_app"]
@@ -70,7 +82,9 @@ def create_app(
     app.include_router(guardrails.router)
     app.include_router(audit.router)
     app.include_router(knowledge.router)
+    app.include_router(account.router)
     app.include_router(health.router)
+    mount_console(app, settings.console)
     app.add_exception_handler(SocleError, _socle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

@@ -273,20 +273,27 @@ class OIDCAuthenticator:
         :class:`PermissionDeniedError` (403) for a valid one that gives no team (or not ``team``), and
         :class:`IdentityProviderUnavailable` (503) if the signing keys were never loadable.
         """
+        identity = await self._identity(token)
+        return identity.acting_for(team)
+
+    async def memberships(self, token: str) -> tuple[Principal, ...]:
+        """One principal per team the token gives, in grant order (the console's team switcher)."""
+        return (await self._identity(token)).principals
+
+    async def _identity(self, token: str) -> _Identity:
         digest = hashlib.sha256(token.encode()).digest()
         cached = self._cache.get(digest)
         if cached is not None:
             if cached.valid_until > self._clock():
                 self._cache.move_to_end(digest)
-                return cached.identity.acting_for(team)
+                return cached.identity
             self._cache.pop(digest, None)
         task = self._inflight.get(digest)
         if task is None:
             task = asyncio.create_task(self._resolve(token, digest), name="socle-oidc-login")
             self._inflight[digest] = task
             task.add_done_callback(partial(self._settled, digest))
-        identity = await asyncio.shield(task)
-        return identity.acting_for(team)
+        return await asyncio.shield(task)
 
     def forget(self) -> None:
         """Drop every remembered token (tests; an operator's reload)."""

@@ -60,6 +60,7 @@ class Role:
 
 
 _ACTIONS: Final = (
+    Action("account.read", "See one's own identity, team, roles and permissions (the console's start)."),
     Action("model.use", "Call the inference API (chat, completions, embeddings) on allowed models."),
     Action("model.list", "List the models one may use."),
     Action("guardrails.check", "Scan a text with the guardrails and see what one's team policy would do."),
@@ -80,13 +81,13 @@ _ACTIONS: Final = (
 ACTIONS: Final = MappingProxyType({a.name: a for a in _ACTIONS})
 """Every action a route may require, by name."""
 
-_USE = frozenset({"model.use", "model.list", "guardrails.check"})
+_USE = frozenset({"account.read", "model.use", "model.list", "guardrails.check"})
 _ROLES: Final = (
     Role("admin", "Runs the platform.", frozenset(ACTIONS), org_wide=True),
     Role(
         "auditor",
         "Reads the audit trail and usage; changes nothing.",
-        frozenset({"audit.read", "usage.read", "usage.read_all"}),
+        frozenset({"account.read", "audit.read", "usage.read", "usage.read_all"}),
     ),
     Role(
         "team-admin",

@@ -17,8 +17,10 @@ from socle.governance.rbac import ACTIONS, ROLES, allowed, check_compatible
 from socle.testing.server import RunningServer, run_server
 from tests.conftest import ADMIN_KEY, fake_engines
 
-# Routes FastAPI adds itself (schema and docs) are public by design.
-FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
+# Routes FastAPI adds itself (schema and docs) and the console's static files are public by design.
+FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/console/static"}
+# Public routes: probes, and the console's shell and pre-login configuration (no data).
+PUBLIC_ROUTES = {"/healthz", "/readyz", "/metrics", "/", "/console/config.json"}
 
 
 def _api_routes() -> list[tuple[str, str, str | None]]:
@@ -42,7 +44,7 @@ def test_every_route_declares_one_known_action() -> None:
     for method, path, action in ROUTES:
         assert action is None or action in ACTIONS, (method, path, action)
         if action is None:
-            assert path in {"/healthz", "/readyz", "/metrics"}, f"{path} is public but is not a probe"
+            assert path in PUBLIC_ROUTES, f"{path} is public but is not a probe or the console shell"
 
 
 def test_roles_and_separation_of_duties() -> None:
