@@ -1,4 +1,5 @@
-"""What the audit API tests share: an audited gateway on fake engines, and breaking the audit table."""
+"""What the audit API tests share: an audited gateway on fake engines (SQLite or PostgreSQL), and breaking
+the audit table."""
 
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ __all__ = ["audited_server", "audit_table_away", "ddl"]
 
 
 @contextmanager
-def audited_server(data_dir: Path) -> Iterator[RunningServer]:
-    """A gateway on SQLite in ``data_dir`` that retries a broken audit log every 0.1 s."""
+def audited_server(
+    data_dir: Path, database_url: str | None = None, **overrides: Any
+) -> Iterator[RunningServer]:
+    """A gateway on ``database_url`` (default: SQLite in ``data_dir``, where its keys are) that retries a
+    broken audit log every 0.1 s; ``overrides`` are more settings (``audit`` ones are merged)."""
+    audit = {"retry_s": 0.1, "witness_dir": str(data_dir / "witness"), **overrides.pop("audit", {})}
+    values: dict[str, Any] = {**fake_engines(), **overrides}
+    if database_url is not None:
+        values["database_url"] = database_url
     settings = load_settings(
-        None,
-        environ={},
-        data_dir=data_dir,
-        admin_key=ADMIN_KEY,
-        port=0,
-        audit={"retry_s": 0.1, "witness_dir": str(data_dir / "witness")},
-        **fake_engines(),
+        None, environ={}, data_dir=data_dir, admin_key=ADMIN_KEY, port=0, audit=audit, **values
     )
     with run_server(settings) as running:
         yield running

@@ -1,6 +1,7 @@
 """Admin changes through the real API are audited: one ``admin.change`` entry per successful change, with
 the actor, operation, object and states before and after (never a key's secret); denied and invalid
-requests change nothing and record no change; the log still verifies; an audit outage refuses changes."""
+requests change nothing and record no change; the log still verifies; an audit outage refuses changes.
+On SQLite and PostgreSQL (the module runs once per backend)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from tests.gateway.audit_support import audit_table_away, audited_server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with audited_server(tmp_path_factory.mktemp("admin-audit")) as running:
+def server(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[RunningServer]:
+    with audited_server(tmp_path_factory.mktemp("admin-audit"), module_database_url) as running:
         yield running
 
 
