@@ -18,7 +18,7 @@ from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
-from socle.gateway.auditing import AuditDecisionSink
+from socle.gateway.auditing import AuditDecisionSink, AuditRefusalSink
 from socle.gateway.pipeline import Pipeline
 from socle.governance.access import ModelAccess
 from socle.governance.alerts import Alerts, build_sinks
@@ -125,6 +125,7 @@ class Services:
             if settings.knowledge.enabled:
                 embed = router_embedder(router, settings.knowledge.embedding_model)
                 knowledge = await Knowledge.start(db, embed, settings.knowledge)
+                knowledge.catalog.sink = AuditRefusalSink(audit)  # refusals become access.denied entries
                 stack.push_async_callback(knowledge.aclose)
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()

@@ -8,14 +8,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fastapi.routing import APIRoute
 from sqlalchemy import create_engine, text
 
 from socle.config import load_settings
+from socle.gateway.admin_audit import change_recorder
+from socle.gateway.app import create_app
+from socle.gateway.deps import declared_actions
 from socle.storage.dialects import sync_url
 from socle.testing.server import RunningServer, run_server
 from tests.conftest import ADMIN_KEY, fake_engines
 
-__all__ = ["audited_server", "audit_table_away", "ddl"]
+__all__ = ["audited_server", "audit_table_away", "ddl", "mutating_routes"]
 
 
 @contextmanager
@@ -53,3 +57,23 @@ def ddl(url: Any, statement: str) -> None:
             connection.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def mutating_routes(prefix: str) -> dict[str, bool]:
+    """Every POST, PUT, PATCH or DELETE route under ``prefix`` (``"[methods] path"``), and whether it
+    takes the AdminAudit dependency (records its change)."""
+    app = create_app(load_settings(None, environ={}))
+    found = {}
+    for path, route, _ in declared_actions(app.routes):
+        if not isinstance(route, APIRoute) or not path.startswith(prefix):
+            continue
+        if not route.methods & {"POST", "PUT", "PATCH", "DELETE"}:
+            continue
+        calls = set()
+        stack = [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            calls.add(dependant.call)
+            stack.extend(dependant.dependencies)
+        found[f"{sorted(route.methods)} {path}"] = change_recorder in calls
+    return found
