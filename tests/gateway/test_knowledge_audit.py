@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from socle.config import FakeEngineConfig, ModelRoute
 from socle.governance.audit.log import HMAC_KEY_FILE
 from socle.governance.audit.pseudonyms import Pseudonymizer
 from socle.testing.server import RunningServer
@@ -32,7 +33,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path, module_database_url: str) -> Iterator[RunningServer]:
-    overrides: dict[str, Any] = {"knowledge": knowledge_settings(), **knowledge_engines()}
+    engines = knowledge_engines()  # plus a model whose only engine is in the zone "eu"
+    engines["engines"].append(FakeEngineConfig(name="fake-eu", zone="eu", reply="From the EU."))
+    engines["models"].append(ModelRoute(name="eu-chat", engines=["fake-eu"]))
+    overrides: dict[str, Any] = {"knowledge": knowledge_settings(), **engines}
     with audited_server(data_dir, module_database_url, **overrides) as running:
         yield running
 
@@ -153,6 +157,23 @@ def test_answers_are_knowledge_requests_with_their_sources(
     assert nothing.status_code == 200 and nothing.json()["abstained"]
     data = _one(server, nothing, "knowledge.request")["data"]
     assert data["abstained"] is True and data["retrieved_chunks"] == [] and data["model"] == ""
+
+
+def test_a_residency_denial_of_an_answer_is_recorded_once(
+    server: RunningServer, clients: dict[str, Client]
+) -> None:
+    """Confidential passages may not go to a zone-"eu" engine: 403, one access.denied (residency)."""
+    alice = clients["alice"]
+    collection = alice.collection("confidential", classification="confidential")["id"]
+    [document] = alice.upload(collection, {"c.txt": b"Confidential hotel nights cost 200 euros."})
+    alice.wait(collection, document["id"])
+    refused = alice.post(
+        "/v1/answer", json={"question": "hotel nights?", "collections": [collection], "model": "eu-chat"}
+    )
+    assert refused.status_code == 403, refused.text
+    data = _one(server, refused, "access.denied")["data"]
+    assert data["reason"] == "residency" and data["classification"] == "confidential"
+    assert "eu" not in data["allowed_zones"]
 
 
 def test_collection_and_document_changes_are_audited(
