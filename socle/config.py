@@ -468,8 +468,14 @@ class AuditSettings(BaseModel):
     retention_days: int = Field(
         default=183,
         ge=183,
-        description="Entries are kept at least this long (six months minimum: AI Act Art. 19); "
-        "`socle audit prune` removes older ones.",
+        description="Entries are kept at least this long (six months minimum: AI Act Art. 19); the "
+        "server's scheduled pruning and `socle audit prune` remove older ones.",
+    )
+    prune_interval_s: float | None = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between two scheduled prunes in the server (replicas take turns: one prunes "
+        "at a time); unset: only `socle audit prune` prunes.",
     )
     batch_max: int = Field(default=256, ge=1, description="Entries written per transaction at most.")
     retry_s: float = Field(

@@ -63,6 +63,8 @@ class SocleError(Exception):
         self.code = code if code is not None else self.default_code
         self.param = param
         self.headers = headers or {}
+        self.audited = False
+        """Set once this refusal is in the audit log, so that no later step records it again."""
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI wire form of this error."""

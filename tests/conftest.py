@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from socle.config import FakeEngineConfig, ModelRoute, Settings, load_settings
-from socle.testing.fixtures import anyio_backend, database, database_url, pg_server  # noqa: F401
+from socle.testing.fixtures import (  # noqa: F401
+    anyio_backend,
+    database,
+    database_url,
+    module_database_url,
+    pg_server,
+)
 
 ADMIN_KEY = "sk-socle-" + secrets.token_urlsafe(32)
 

@@ -1,6 +1,7 @@
 """Every successful administrative change is an ``admin.change`` audit entry (who, what, before, after).
 
-Mutating admin routes take the :data:`AdminAudit` dependency. It refuses the request with 503
+Mutating admin routes take the :data:`AdminAudit` dependency, and so do the knowledge API's changes
+(collections and documents: :mod:`socle.gateway.routes.knowledge`). It refuses the request with 503
 *before* anything is changed while the audit log is known to be unwritable, so that a change is
 never made unrecorded in that state. Each route then records its change once it succeeded; should
 that write fail (the log broke during the change), the response is 503 although the change is

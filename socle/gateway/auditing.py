@@ -3,7 +3,13 @@
 A policy refusal (403, 429) is an ``access.denied`` entry naming its reason; anything else that reached
 the pipeline is an ``inference.request`` entry: who, which model and engine (zone, model file hash or
 upstream model), the policy version, HMACs of prompt and answer, tokens, cost, status, and what other
-steps put in ``call.trace`` (sources, guardrail and routing decisions, classification).
+steps put in ``call.trace`` (sources, guardrail and routing decisions, classification). A call the
+knowledge steps marked (``collections`` in its trace: :mod:`socle.gateway.rag`) is a
+``knowledge.request`` entry instead, with the collections, the query's HMAC and the search method.
+
+Refusals of the knowledge catalog (a collection or document outside the caller's access lists) reach
+:class:`AuditRefusalSink`, which records them as ``access.denied`` (reason ``knowledge_access``) under
+the current request's id.
 """
 
 from __future__ import annotations
@@ -15,15 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 from socle.egress import EgressRefusal
 from socle.errors import BudgetExceededError, PermissionDeniedError, RateLimitError, SocleError
-from socle.governance.audit.events import AccessDenied, EgressRefused, Event, InferenceRequest
+from socle.gateway.middleware import current_request
+from socle.governance.audit.events import (
+    AccessDenied,
+    DenialReason,
+    EgressRefused,
+    Event,
+    InferenceRequest,
+    KnowledgeRequest,
+)
 from socle.governance.audit.log import AuditLog
+from socle.governance.identity import Principal
 from socle.governance.money import cost_nano_eur
 from socle.governance.residency import LoggingDecisionSink, ResidencyDenial
+from socle.knowledge.catalog import Refusal
 
 if TYPE_CHECKING:
     from socle.gateway.pipeline import Call
 
-__all__ = ["AuditDecisionSink", "audit_event"]
+__all__ = ["AuditDecisionSink", "AuditRefusalSink", "audit_event", "denial"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +70,15 @@ def audit_event(call: Call, status: int, error: SocleError | None, audit: AuditL
     nano = (
         cost_nano_eur(engine.config, call.usage.prompt_tokens, call.usage.completion_tokens) if engine else 0
     )
-    return InferenceRequest(
+    if "collections" in call.trace:
+        common.update(
+            collections=call.trace["collections"],
+            query_hmac=call.trace.get("query_hmac"),
+            method=call.trace.get("method"),
+            abstained=bool(call.trace.get("abstained")),
+        )
+    kind = KnowledgeRequest if "collections" in call.trace else InferenceRequest
+    return kind(
         **common,
         key_id=principal.key_id,
         endpoint=call.endpoint,
@@ -130,6 +154,51 @@ class AuditDecisionSink:
             await self._audit.record(event)
         except SocleError as exc:  # fail closed does not apply: no request waits; the log says it
             log.error("could not audit an egress refusal (%s): %s", event.host, exc)
+
+
+class AuditRefusalSink:
+    """Records the knowledge catalog's refusals as ``access.denied`` entries (fail closed: if the entry
+    cannot be written, :class:`AuditUnavailableError` replaces the refusal and the client gets 503)."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    async def knowledge_refused(self, refusal: Refusal) -> bool:
+        request_id, endpoint = current_request() or (None, "")
+        await self._audit.record(
+            denial(
+                refusal.principal,
+                request_id,
+                endpoint,
+                "knowledge_access",
+                refusal.error,
+                action=f"{refusal.object_type}.{refusal.need}",
+                object_type=refusal.object_type,
+                object_id=refusal.object_id,
+            )
+        )
+        return True
+
+
+def denial(
+    principal: Principal,
+    request_id: str | None,
+    endpoint: str,
+    reason: DenialReason,
+    error: SocleError,
+    **fields: Any,
+) -> AccessDenied:
+    """The ``access.denied`` entry of ``principal``'s request refused with ``error`` for ``reason``."""
+    return AccessDenied(
+        actor=principal.principal_id,
+        team=principal.team_id,
+        request_id=request_id,
+        reason=reason,
+        code=error.code,
+        endpoint=endpoint,
+        status=error.status_code,
+        **fields,
+    )
 
 
 def _denial_reason(error: SocleError) -> Any:

@@ -13,9 +13,10 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
 from socle.errors import AuthenticationError, PermissionDeniedError
+from socle.gateway.auditing import denial
 from socle.gateway.pipeline import Call
 from socle.gateway.services import Services
-from socle.governance.audit.events import AccessDenied, AuthFailure
+from socle.governance.audit.events import AuthFailure
 from socle.governance.identity import Principal, display_prefix
 from socle.governance.oidc import looks_like_jwt
 from socle.governance.rbac import ACTIONS, ensure_allowed
@@ -26,6 +27,7 @@ __all__ = [
     "Authenticated",
     "NewCall",
     "ServicesDep",
+    "check_action",
     "declared_actions",
     "get_services",
     "public",
@@ -128,26 +130,25 @@ def require(action: str) -> Callable[..., Awaitable[Principal]]:
         raise ValueError(f"unknown action {action!r}; declare it in socle.governance.rbac")
 
     async def dependency(request: Request, principal: Authenticated, services: ServicesDep) -> Principal:
-        try:
-            ensure_allowed(principal.roles, action)
-        except PermissionDeniedError as exc:
-            await services.audit.record(
-                AccessDenied(
-                    actor=principal.principal_id,
-                    team=principal.team_id,
-                    request_id=request.state.request_id,
-                    reason="rbac",
-                    code=exc.code,
-                    action=action,
-                    endpoint=request.url.path,
-                )
-            )
-            raise
+        await check_action(services, principal, action, request.state.request_id, request.url.path)
         return principal
 
     dependency.socle_action = action  # type: ignore[attr-defined]
     dependency.__name__ = f"require_{action.replace('.', '_')}"
     return dependency
+
+
+async def check_action(
+    services: Services, principal: Principal, action: str, request_id: str | None, endpoint: str
+) -> None:
+    """RBAC: raise 403 unless ``principal`` may do ``action``, recording the denial (``access.denied``)
+    first. :func:`require` uses it; so do routes whose second action depends on the body."""
+    try:
+        ensure_allowed(principal.roles, action)
+    except PermissionDeniedError as exc:
+        await services.audit.record(denial(principal, request_id, endpoint, "rbac", exc, action=action))
+        exc.audited = True
+        raise
 
 
 async def public() -> None:

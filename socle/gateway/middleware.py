@@ -1,7 +1,9 @@
 """Pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on the hot path).
 
 :class:`RequestContextMiddleware` gives every request an id (echoed in the ``x-request-id`` response
-header and recorded with usage and, later, audit), and enforces the request-body size limit: bodies
+header and recorded with usage and audit; :func:`current_request` gives it, with the path, to code
+that runs for the request but is not handed the request, such as the knowledge catalog's refusal
+sink), and enforces the request-body size limit: bodies
 are read up to the limit before the app sees them; a larger body (by ``content-length`` or by actual
 bytes when chunked) is answered with 413 in OpenAI's error format and never reaches the app.
 """
@@ -9,17 +11,25 @@ bytes when chunked) is answered with 413 in OpenAI's error format and never reac
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from socle.errors import PayloadTooLargeError
 
-__all__ = ["RequestContextMiddleware", "new_request_id"]
+__all__ = ["RequestContextMiddleware", "current_request", "new_request_id"]
+
+_CURRENT: ContextVar[tuple[str, str] | None] = ContextVar("socle_request", default=None)
 
 
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
+
+
+def current_request() -> tuple[str, str] | None:
+    """The id and path of the request being served (in its task and the tasks it starts), else ``None``."""
+    return _CURRENT.get()
 
 
 class RequestContextMiddleware:
@@ -41,6 +51,13 @@ class RequestContextMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        token = _CURRENT.set((request_id, scope.get("path", "")))
+        try:
+            await self._serve(scope, receive, send, request_id)
+        finally:
+            _CURRENT.reset(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:

@@ -18,7 +18,7 @@ about the data (retrieved documents, input guardrails) call ``raise_classificati
 step; a raise after it is recorded but cannot re-route a request already sent.
 
 Audit (fail closed): ``_admit`` refuses at once (503) while the audit log cannot be written, and
-``_finish`` appends the request's entry (:meth:`Pipeline._audit`: an ``inference.request``, or an
+``_finish`` appends the request's entry (:meth:`Pipeline.record_audit`: an ``inference.request``, or an
 ``access.denied`` for a 403/429) before the answer is returned; if that entry cannot be written, the
 answer is withheld and the client gets 503 (a stream gets an error event instead of ``[DONE]``). The
 entry records the routing decision, the classification, the guardrail decisions and what other steps
@@ -243,11 +243,15 @@ class Pipeline:
             if hold is not None and self.quotas is not None:
                 await self.quotas.finish(hold, _spent(call, hold), wait=False)
         finally:
-            await self._audit(call, status, error)
+            await self.record_audit(call, status, error)
 
-    async def _audit(self, call: Call, status: int, error: SocleError | None) -> None:
-        """Append the call's audit entry once; raises :class:`AuditUnavailableError` if it cannot."""
+    async def record_audit(self, call: Call, status: int, error: SocleError | None) -> None:
+        """Append the call's audit entry once (nothing if ``error`` is already on the record); raises
+        :class:`AuditUnavailableError` if it cannot. Steps outside the pipeline (knowledge) call it for
+        calls that end before reaching the engine."""
         if self.audit is None or call.audited or isinstance(error, AuditUnavailableError):
+            return
+        if error is not None and error.audited:
             return
         call.audited = True
         principal = call.principal
@@ -479,7 +483,9 @@ class Pipeline:
                     yield _event(base, _choice(chat, piece, None), include_usage)
                 if delta.finish_reason is not None:
                     yield _event(base, _choice(chat, {} if chat else "", delta.finish_reason), include_usage)
-            await self._audit(call, 200, None)  # before [DONE]: an answer whose entry fails ends in an error
+            await self.record_audit(
+                call, 200, None
+            )  # before [DONE]: an answer whose entry fails ends in an error
             if include_usage:
                 yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(call.usage)}) + b"\n\n"
             yield b"data: [DONE]\n\n"

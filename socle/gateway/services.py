@@ -2,7 +2,7 @@
 
 Start-up order: data dir → database (migrations) → bootstrap admin key → engines (loaded and checked
 concurrently; any failure refuses the start) → router and health checks → alerts → audit log (keys
-checked against the log's) → usage recorder → quotas.
+checked against the log's) → audit retention schedule → usage recorder → quotas.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
 from socle.engines.router import Router, Slot
-from socle.gateway.auditing import AuditDecisionSink
+from socle.gateway.auditing import AuditDecisionSink, AuditRefusalSink
 from socle.gateway.pipeline import Pipeline
 from socle.governance.access import ModelAccess
 from socle.governance.alerts import Alerts, build_sinks
 from socle.governance.audit.log import AuditLog
+from socle.governance.audit.schedule import RetentionSchedule
 from socle.governance.directory import Directory
 from socle.governance.guardrails import Guard
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
@@ -69,6 +70,8 @@ class Services:
     """Guardrails (detectors and team policies), unless ``settings.guardrails.enabled`` is false."""
     knowledge: Knowledge | None = None
     """The knowledge base (collections, ingestion worker, search), unless ``knowledge.enabled`` is off."""
+    retention: RetentionSchedule | None = None
+    """Scheduled pruning of the audit log, unless ``audit.prune_interval_s`` is unset."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -95,6 +98,13 @@ class Services:
             stack.push_async_callback(alerts.aclose)
             audit = await AuditLog.open(db, settings, alerts=alerts)
             stack.push_async_callback(audit.aclose)  # after the pipeline's users, before alerts and db
+            retention = None
+            if settings.audit.prune_interval_s is not None:
+                retention = RetentionSchedule(
+                    db, audit, interval_s=settings.audit.prune_interval_s, alerts=alerts
+                )
+                retention.start()
+                stack.push_async_callback(retention.aclose)  # stops before the log closes
             oidc = None
             if settings.oidc is not None:
                 oidc = await OIDCAuthenticator.start(
@@ -115,6 +125,7 @@ class Services:
             if settings.knowledge.enabled:
                 embed = router_embedder(router, settings.knowledge.embedding_model)
                 knowledge = await Knowledge.start(db, embed, settings.knowledge)
+                knowledge.catalog.sink = AuditRefusalSink(audit)  # refusals become access.denied entries
                 stack.push_async_callback(knowledge.aclose)
             quotas = Quotas(db, settings, alerts=alerts)
             await quotas.start()
@@ -149,6 +160,7 @@ class Services:
                 oidc=oidc,
                 guard=guard,
                 knowledge=knowledge,
+                retention=retention,
             )
         return services
 

@@ -2,8 +2,10 @@
 
 Every method takes the calling :class:`~socle.governance.identity.Principal` and checks access itself
 (:mod:`socle.knowledge.access`): a collection or document the caller may not see is *not found* (404,
-so ids reveal nothing), one they may see but not change is *forbidden* (403). Refusals are logged on
-the ``socle.knowledge.access`` logger for the audit trail.
+so ids reveal nothing), one they may see but not change is *forbidden* (403). Every refusal is logged
+on the ``socle.knowledge.access`` logger and handed to :attr:`Catalog.sink` (a :class:`RefusalSink`;
+the gateway's records it in the audit log as ``access.denied``, and fails closed if it cannot) before
+the error is raised.
 
 Uploads: the bytes are stored with the document row in one transaction (``kb_uploads``) and the
 document is ``queued``; the ingestion worker (:mod:`socle.knowledge.jobs`) takes it from there. The
@@ -19,12 +21,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from socle.errors import BadRequestError, NotFoundError, PermissionDeniedError
+from socle.errors import BadRequestError, NotFoundError, PermissionDeniedError, SocleError
 from socle.governance.identity import Principal
 from socle.knowledge.access import (
     AccessEntry,
@@ -47,7 +49,18 @@ from socle.storage.models import (
 )
 from socle.storage.types import new_id, utcnow
 
-__all__ = ["PENDING", "PROCESSING", "QUEUED", "READY", "Catalog", "CollectionRecord", "DocumentRecord"]
+__all__ = [
+    "PENDING",
+    "PROCESSING",
+    "QUEUED",
+    "READY",
+    "Catalog",
+    "CollectionRecord",
+    "DocumentRecord",
+    "LoggingRefusalSink",
+    "Refusal",
+    "RefusalSink",
+]
 
 access_log = logging.getLogger("socle.knowledge.access")
 
@@ -186,25 +199,69 @@ class DocumentRecord:
         }
 
 
-def _refuse(principal: Principal, what: str, object_id: str, need: str, *, found: bool) -> None:
-    access_log.warning(
-        "knowledge access refused: principal=%s team=%s %s=%s need=%s",
-        principal.principal_id,
-        principal.team_id,
-        what,
-        object_id,
-        need,
-    )
-    if not found:
-        raise NotFoundError(f"No {what} {object_id!r} (or you may not see it).", code=f"{what}_not_found")
-    raise PermissionDeniedError(f"You may not {need} {what} {object_id!r}.", code="knowledge_access_denied")
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The catalog refused ``principal`` access to an object; ``error`` is what the caller gets."""
+
+    principal: Principal
+    object_type: str
+    """``collection``, ``document`` or ``team``."""
+    object_id: str
+    need: str
+    """What was asked: ``read``, ``write``, ``manage``."""
+    error: SocleError
+
+
+class RefusalSink(Protocol):
+    """Where refusals go before their error is raised. Returns whether the refusal was recorded in the
+    audit log (the error is then marked ``audited``); may raise, e.g. 503 if it cannot be recorded."""
+
+    async def knowledge_refused(self, refusal: Refusal) -> bool: ...
+
+
+class LoggingRefusalSink:
+    """The default sink: the ``socle.knowledge.access`` log line is all (tools, tests)."""
+
+    async def knowledge_refused(self, refusal: Refusal) -> bool:
+        return False
 
 
 class Catalog:
     """Collections, documents and pending uploads, with access checks."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sink: RefusalSink | None = None) -> None:
         self._db = db
+        self.sink: RefusalSink = sink or LoggingRefusalSink()
+        """Where refusals are reported (see the module docs); the gateway sets its audit sink."""
+
+    async def _refuse(
+        self, principal: Principal, what: str, object_id: str, need: str, *, found: bool
+    ) -> None:
+        """Report and raise a refusal: 404 if the caller may not know the object (``found`` false), else
+        403. Call it outside any write transaction: the sink writes to the audit log."""
+        error: SocleError
+        if found:
+            error = PermissionDeniedError(
+                f"You may not {need} {what} {object_id!r}.", code="knowledge_access_denied"
+            )
+        else:
+            error = NotFoundError(
+                f"No {what} {object_id!r} (or you may not see it).", code=f"{what}_not_found"
+            )
+        await self._deny(Refusal(principal, what, object_id, need, error))
+
+    async def _deny(self, refusal: Refusal) -> None:
+        principal = refusal.principal
+        access_log.warning(
+            "knowledge access refused: principal=%s team=%s %s=%s need=%s",
+            principal.principal_id,
+            principal.team_id,
+            refusal.object_type,
+            refusal.object_id,
+            refusal.need,
+        )
+        refusal.error.audited = await self.sink.knowledge_refused(refusal)
+        raise refusal.error
 
     # Collections ----------------------------------------------------------------------------------
     async def create_collection(
@@ -221,19 +278,14 @@ class Catalog:
         """A new collection owned by the caller's team (an admin may name another team)."""
         classification_rank(classification)
         owner = team_id or principal.team_id
-        if owner != principal.team_id and "admin" not in principal.roles:
-            raise PermissionDeniedError(
-                "Only an admin may create a collection for another team.", param="team_id"
-            )
+        if owner != principal.team_id:
+            await self._check_owner(principal, owner)
         entries = (
             list(access) if access is not None else [AccessEntry(kind="team", id=owner, permission="write")]
         )
         now = utcnow()
         try:
             async with self._db.session() as session:
-                team = await session.get(TeamRow, owner)
-                if team is None or team.org_id != principal.org_id:
-                    raise NotFoundError(f"No team {owner!r}.", code="team_not_found", param="team_id")
                 row = _COL(
                     id=new_id(),
                     org_id=principal.org_id,
@@ -255,6 +307,21 @@ class Catalog:
                 f"A collection named {name!r} already exists.", code="conflict", param="name"
             ) from exc
 
+    async def _check_owner(self, principal: Principal, owner: str) -> None:
+        """Only an admin may create a collection for another team, and only one of its organisation."""
+        if "admin" not in principal.roles:
+            error = PermissionDeniedError(
+                "Only an admin may create a collection for another team.", param="team_id"
+            )
+            await self._deny(Refusal(principal, "team", owner, "write", error))
+        async with self._db.read() as connection:
+            org = await connection.scalar(select(TeamRow.org_id).where(TeamRow.id == owner))
+        if org != principal.org_id:
+            missing = NotFoundError(f"No team {owner!r}.", code="team_not_found", param="team_id")
+            if org is None:
+                raise missing
+            await self._deny(Refusal(principal, "team", owner, "write", missing))
+
     async def list_collections(self, principal: Principal) -> list[CollectionRecord]:
         """The collections the caller may read or manage."""
         return [
@@ -266,19 +333,22 @@ class Catalog:
     async def collection(
         self, principal: Principal, collection_id: str, need: Need = "read"
     ) -> CollectionRecord:
+        record = await self._load_collection(collection_id)
+        if record is None or not _visible(record, principal):
+            await self._refuse(principal, "collection", collection_id, need, found=False)
+        assert record is not None
+        await self._require(principal, record, need)
+        return record
+
+    async def _load_collection(self, collection_id: str) -> CollectionRecord | None:
         async with self._db.read() as connection:
             row = (await connection.execute(select(_COL).where(_COL.id == collection_id))).first()
-        record = CollectionRecord.from_row(row) if row is not None else None  # type: ignore[arg-type]
-        visible = record is not None and (
-            can_read(record.view, principal) or can_manage(record.view, principal)
-        )
-        if record is None or not visible:
-            _refuse(principal, "collection", collection_id, need, found=False)
-        assert record is not None
-        allowed = {"read": can_read, "write": can_write, "manage": can_manage}[need](record.view, principal)
-        if not allowed:
-            _refuse(principal, "collection", collection_id, need, found=True)
-        return record
+        return CollectionRecord.from_row(row) if row is not None else None  # type: ignore[arg-type]
+
+    async def _require(self, principal: Principal, record: CollectionRecord, need: Need) -> None:
+        """403 unless ``principal`` may ``need`` the (visible) collection."""
+        if not {"read": can_read, "write": can_write, "manage": can_manage}[need](record.view, principal):
+            await self._refuse(principal, "collection", record.id, need, found=True)
 
     async def update_collection(
         self, principal: Principal, collection_id: str, changes: dict[str, Any]
@@ -431,21 +501,19 @@ class Catalog:
         async with self._db.read() as connection:
             row = (await connection.execute(select(_DOC).where(_DOC.id == document_id))).first()
         if row is None or (collection_id is not None and row.collection_id != collection_id):
-            _refuse(principal, "document", document_id, need, found=False)
+            await self._refuse(principal, "document", document_id, need, found=False)
         assert row is not None
         record = DocumentRecord.from_row(row)  # type: ignore[arg-type]
-        try:
-            collection = await self.collection(
-                principal, record.collection_id, "read" if need == "read" else need
-            )
-        except NotFoundError:
-            _refuse(principal, "document", document_id, need, found=False)
-            raise
+        collection = await self._load_collection(record.collection_id)
+        if collection is None or not _visible(collection, principal):
+            await self._refuse(principal, "document", document_id, need, found=False)
+        assert collection is not None
+        await self._require(principal, collection, need)
         if not (
             can_manage(collection.view, principal)
             or document_allows(record.access, principal, collection.team_id)
         ):
-            _refuse(principal, "document", document_id, need, found=False)
+            await self._refuse(principal, "document", document_id, need, found=False)
         return record
 
     async def delete_document(self, principal: Principal, collection_id: str, document_id: str) -> None:
@@ -470,7 +538,9 @@ class Catalog:
         if collection_ids is not None:
             for collection_id in collection_ids:
                 if collection_id not in readable:  # a manager sees it exists (403), others do not (404)
-                    _refuse(principal, "collection", collection_id, "read", found=collection_id in manageable)
+                    await self._refuse(
+                        principal, "collection", collection_id, "read", found=collection_id in manageable
+                    )
             readable = {i: readable[i] for i in collection_ids}
         excluded: set[str] = set()
         if readable:
@@ -507,6 +577,10 @@ class Catalog:
                 "not lower it.",
                 param="classification",
             )
+
+
+def _visible(record: CollectionRecord, principal: Principal) -> bool:
+    return can_read(record.view, principal) or can_manage(record.view, principal)
 
 
 def _clean_filename(filename: str) -> str:

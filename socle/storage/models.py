@@ -427,7 +427,8 @@ class AuditCheckpointRow(Base):
 
 class AuditHeadRow(Base):
     """The log's one head row (``id`` = 1): its size and Merkle frontier (hex hashes), what pruning
-    removed, the last checkpoint, and the verifier key its checkpoints are signed with. Writers lock it."""
+    removed, the last checkpoint, the verifier key its checkpoints are signed with, and the pruning lease.
+    Writers lock it."""
 
     __tablename__ = "audit_head"
 
@@ -440,6 +441,9 @@ class AuditHeadRow(Base):
     checkpoint_at: Mapped[datetime | None]
     verifier_key: Mapped[str | None] = mapped_column(String(300))
     updated_at: Mapped[datetime] = _created_at()
+    prune_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    """The process pruning now (scheduled retention), until ``prune_lease_until``."""
+    prune_lease_until: Mapped[datetime | None]
 
 
 class AuditContentRow(Base):

@@ -8,6 +8,8 @@ Import them by name into a ``conftest.py``::
   and on a fresh PostgreSQL database (marked ``postgres``, so ``-m "not postgres"`` skips those).
   The URLs are the plain ``sqlite:///`` / ``postgresql://`` forms an operator would configure.
 - ``pg_server`` starts one server for the whole session, on first use only.
+- ``module_database_url`` is the same for a whole test module (tests sharing one server): the module
+  runs once per backend.
 - ``database`` is a migrated :class:`socle.storage.db.Database` on that URL, closed after the test.
 - ``anyio_backend`` runs ``@pytest.mark.anyio`` tests on asyncio, the loop Socle serves on.
 """
@@ -15,6 +17,7 @@ Import them by name into a ``conftest.py``::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,7 @@ import pytest
 from socle.storage.db import Database
 from socle.testing.postgres import PostgresServer, start_postgres
 
-__all__ = ["anyio_backend", "database", "database_url", "pg_server"]
+__all__ = ["anyio_backend", "database", "database_url", "module_database_url", "pg_server"]
 
 
 @pytest.fixture(scope="session")
@@ -36,10 +39,27 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=_BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with _url(request, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=_BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with _url(request, tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@contextmanager
+def _url(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'socle.db'}"
+        yield f"sqlite:///{directory / 'socle.db'}"
         return
     server: PostgresServer = request.getfixturevalue("pg_server")
     with server.database() as url:

@@ -1,6 +1,7 @@
 """The audit trail through the real API: traceability end to end with the official openai client (the
 proof checked independently), auth failures and denials recorded, fail closed (503) and recovery,
-event search, verification, and the request id header on every kind of response."""
+event search, verification, and the request id header on every kind of response; on SQLite and
+PostgreSQL (the module runs once per backend)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(data_dir: Path) -> Iterator[RunningServer]:
-    with audited_server(data_dir) as running:
+def server(data_dir: Path, module_database_url: str) -> Iterator[RunningServer]:
+    with audited_server(data_dir, module_database_url) as running:
         yield running
 
 

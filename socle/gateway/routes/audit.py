@@ -85,6 +85,8 @@ def _trace(entries: list[EntryRecord]) -> dict[str, Any]:
         "cost_nano_eur": data.get("cost_nano_eur"),
         "status": data.get("status"),
         "reason": data.get("reason"),
+        "collections": data.get("collections"),
+        "query_hmac": data.get("query_hmac"),
     }
 
 

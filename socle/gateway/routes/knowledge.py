@@ -4,6 +4,12 @@ Every route declares ``knowledge.read`` or ``knowledge.write``; on top of that, 
 document's access list decides (:mod:`socle.knowledge.access`): what the caller may not see is a 404,
 what they may see but not change a 403. Uploads answer 202 with the queued documents; ingestion goes
 on in the background (poll the document, or use ``socle kb ingest --wait``).
+
+Audit: each change (collection created, updated, deleted; document uploaded, re-uploaded, deleted) is
+an ``admin.change`` entry through :data:`~socle.gateway.admin_audit.AdminAudit`, with the object's
+state before and after as the API shows it, minus anything read from the document's content (title,
+parser metadata); searches and answers are ``knowledge.request`` entries (:mod:`socle.gateway.rag`);
+refusals are ``access.denied`` entries (the catalog's sink).
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from socle.errors import BadRequestError
-from socle.gateway.deps import NewCall, ServicesDep, require
-from socle.gateway.rag import knowledge_chat, require_knowledge
+from socle.gateway.admin_audit import AdminAudit
+from socle.gateway.deps import NewCall, ServicesDep, check_action, require
+from socle.gateway.rag import knowledge_chat, knowledge_search, require_knowledge
 from socle.gateway.responses import JSONBytes, listing
 from socle.governance.identity import Principal
-from socle.governance.rbac import ensure_allowed
 from socle.knowledge.access import AccessEntry
-from socle.knowledge.catalog import CollectionRecord
+from socle.knowledge.catalog import CollectionRecord, DocumentRecord
 from socle.knowledge.retrieve import Method
 from socle.knowledge.service import Knowledge
 from socle.protocol import ChatCompletionRequest, ChatMessage, KnowledgeOptions
@@ -96,6 +102,14 @@ def _collection_dict(record: CollectionRecord, counts: dict[str, int] | None = N
     return data
 
 
+def _document_state(document: DocumentRecord) -> dict[str, Any]:
+    """A document as the audit log keeps it: what the API shows, minus what comes from its content."""
+    data = document.to_dict()
+    for name in ("title", "metadata", "error"):
+        data.pop(name, None)
+    return data
+
+
 def _access_form(value: str | None) -> list[AccessEntry] | None:
     if value is None or not value.strip():
         return None
@@ -107,7 +121,9 @@ def _access_form(value: str | None) -> list[AccessEntry] | None:
 
 # Collections ------------------------------------------------------------------------------------------
 @router.post("/collections", summary="Create a collection", status_code=201)
-async def create_collection(body: CollectionIn, principal: Writer, knowledge: KnowledgeDep) -> Response:
+async def create_collection(
+    body: CollectionIn, principal: Writer, audit: AdminAudit, knowledge: KnowledgeDep
+) -> Response:
     record = await knowledge.catalog.create_collection(
         principal,
         body.name,
@@ -117,6 +133,7 @@ async def create_collection(body: CollectionIn, principal: Writer, knowledge: Kn
         access=body.access,
         team_id=body.team_id,
     )
+    await audit("collection.create", "collection", record.id, team=record.team_id, after=record.to_dict())
     return JSONBytes(_collection_dict(record), status_code=201)
 
 
@@ -134,18 +151,31 @@ async def get_collection(collection_id: str, principal: Reader, knowledge: Knowl
 
 @router.patch("/collections/{collection_id}", summary="Change a collection's settings or access list")
 async def update_collection(
-    collection_id: str, body: CollectionPatch, principal: Writer, knowledge: KnowledgeDep
+    collection_id: str, body: CollectionPatch, principal: Writer, audit: AdminAudit, knowledge: KnowledgeDep
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
     if "access" in changes:
         changes["access"] = body.access or []
+    before = await knowledge.catalog.collection(principal, collection_id, "manage")
     record = await knowledge.catalog.update_collection(principal, collection_id, changes)
+    await audit(
+        "collection.update",
+        "collection",
+        record.id,
+        team=record.team_id,
+        before=before.to_dict(),
+        after=record.to_dict(),
+    )
     return JSONBytes(_collection_dict(record))
 
 
 @router.delete("/collections/{collection_id}", summary="Delete a collection and its documents")
-async def delete_collection(collection_id: str, principal: Writer, knowledge: KnowledgeDep) -> Response:
+async def delete_collection(
+    collection_id: str, principal: Writer, audit: AdminAudit, knowledge: KnowledgeDep
+) -> Response:
+    before = await knowledge.catalog.collection(principal, collection_id, "manage")
     await knowledge.catalog.delete_collection(principal, collection_id)
+    await audit("collection.delete", "collection", before.id, team=before.team_id, before=before.to_dict())
     return JSONBytes({"id": collection_id, "object": "collection", "deleted": True})
 
 
@@ -158,12 +188,14 @@ async def delete_collection(collection_id: str, principal: Writer, knowledge: Kn
 async def upload_documents(
     collection_id: str,
     principal: Writer,
+    audit: AdminAudit,
     knowledge: KnowledgeDep,
     file: Annotated[list[UploadFile], File(description="One or more files.")],
     access: Annotated[str | None, Form(description="JSON access list narrowing the collection's.")] = None,
     classification: Annotated[Classification | None, Form()] = None,
 ) -> Response:
     entries = _access_form(access)
+    collection = await knowledge.catalog.collection(principal, collection_id, "write")
     documents = []
     for upload in file:
         content = await upload.read()
@@ -175,6 +207,9 @@ async def upload_documents(
             access=entries,
             classification=classification,
         )
+        if created:  # the same content again changes nothing
+            after = _document_state(document)
+            await audit("document.upload", "document", document.id, team=collection.team_id, after=after)
         documents.append({**document.to_dict(), "duplicate": not created})
     return JSONBytes({"object": "list", "data": documents}, status_code=202)
 
@@ -210,13 +245,25 @@ async def reupload_document(
     collection_id: str,
     document_id: str,
     principal: Writer,
+    audit: AdminAudit,
     knowledge: KnowledgeDep,
     file: Annotated[UploadFile, File(description="The new version.")],
 ) -> Response:
+    collection = await knowledge.catalog.collection(principal, collection_id, "write")
+    before = await knowledge.catalog.document(principal, collection_id, document_id, "write")
     content = await file.read()
     document = await knowledge.reupload(
         principal, collection_id, document_id, file.filename or "document", content
     )
+    if document.version != before.version:  # the same content again changes nothing
+        await audit(
+            "document.reupload",
+            "document",
+            document.id,
+            team=collection.team_id,
+            before=_document_state(before),
+            after=_document_state(document),
+        )
     return JSONBytes(document.to_dict(), status_code=202)
 
 
@@ -225,9 +272,13 @@ async def reupload_document(
     summary="Delete a document (gone from search at once)",
 )
 async def delete_document(
-    collection_id: str, document_id: str, principal: Writer, knowledge: KnowledgeDep
+    collection_id: str, document_id: str, principal: Writer, audit: AdminAudit, knowledge: KnowledgeDep
 ) -> Response:
+    collection = await knowledge.catalog.collection(principal, collection_id, "write")
+    before = await knowledge.catalog.document(principal, collection_id, document_id, "write")
     await knowledge.catalog.delete_document(principal, collection_id, document_id)
+    state = _document_state(before)
+    await audit("document.delete", "document", document_id, team=collection.team_id, before=state)
     return JSONBytes({"id": document_id, "object": "document", "deleted": True})
 
 
@@ -262,11 +313,12 @@ async def document_chunks(
 
 # Search and answers ------------------------------------------------------------------------------------
 @router.post("/search", summary="Search the collections one may read (bm25, dense or hybrid)")
-async def search(body: SearchIn, principal: Reader, knowledge: KnowledgeDep) -> Response:
-    hits = await knowledge.retriever.search(
-        principal,
+async def search(body: SearchIn, principal: Reader, services: ServicesDep, call: NewCall) -> Response:
+    hits = await knowledge_search(
+        services,
+        call,
         body.query,
-        collections=body.collections,
+        body.collections,
         k=body.k,
         method=body.method,
         documents=body.filters.document_ids if body.filters else None,
@@ -278,7 +330,7 @@ async def search(body: SearchIn, principal: Reader, knowledge: KnowledgeDep) -> 
 async def answer(
     body: AnswerIn, principal: Reader, services: ServicesDep, knowledge: KnowledgeDep, call: NewCall
 ) -> Response:
-    ensure_allowed(principal.roles, "model.use")
+    await check_action(services, principal, "model.use", call.request_id, call.endpoint)
     request = ChatCompletionRequest(
         model=body.model or knowledge.settings.answer_model,
         messages=[ChatMessage(role="user", content=body.question)],

@@ -29,6 +29,7 @@ __all__ = [
     "AuditPrune",
     "AuthFailure",
     "DataErasure",
+    "DenialReason",
     "EgressRefused",
     "Event",
     "InferenceRequest",
@@ -37,8 +38,18 @@ __all__ = [
 
 _COMMON = ("actor", "team", "request_id")
 
-DenialReason = Literal["rbac", "budget", "rate_limit", "residency", "model_access", "guardrail"]
-DENIAL_REASONS: Final = ("rbac", "budget", "rate_limit", "residency", "model_access", "guardrail")
+DenialReason = Literal[
+    "rbac", "budget", "rate_limit", "residency", "model_access", "guardrail", "knowledge_access"
+]
+DENIAL_REASONS: Final = (
+    "rbac",
+    "budget",
+    "rate_limit",
+    "residency",
+    "model_access",
+    "guardrail",
+    "knowledge_access",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,14 +106,22 @@ class InferenceRequest(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KnowledgeRequest(InferenceRequest):
-    """A question to the knowledge base: an inference request plus the collections searched."""
+    """A search or a question to the knowledge base: an inference request (model fields empty for a
+    search) plus the collections asked for, the HMAC of the query and what was retrieved."""
 
     type: ClassVar[str] = "knowledge.request"
     description: ClassVar[str] = (
-        "A knowledge-base request: as inference.request, plus the collections searched and the chunks "
-        "retrieved (document ids, titles, chunk ids)."
+        "A knowledge-base search or answer: as inference.request, plus the collections asked for, the "
+        "HMAC of the query, the search method, and the chunks returned or given to the model (document "
+        "ids, titles, chunk ids)."
     )
-    collections: list[str] = field(default_factory=list)
+    collections: list[str] | None = None
+    """The collection ids the request named; ``None``: every collection the caller may read."""
+    query_hmac: str | None = None
+    method: str | None = None
+    """``bm25``, ``dense`` or ``hybrid`` for a search; ``None`` for an answer."""
+    abstained: bool = False
+    """An answer with no relevant passage: no model was called."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,11 +143,13 @@ class AuthFailure(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccessDenied(Event):
-    """An authenticated request refused by a policy (403 or 429)."""
+    """An authenticated request refused by a policy (403 or 429; 404 for a knowledge object the caller
+    may not see, which the API does not tell from a missing one)."""
 
     type: ClassVar[str] = "access.denied"
     description: ClassVar[str] = (
-        "A request was refused by policy: RBAC, budget, rate limit, residency, model access or guardrail."
+        "A request was refused by policy: RBAC, budget, rate limit, residency, model access, guardrail "
+        "or a knowledge collection's or document's access list."
     )
     reason: DenialReason = "rbac"
     code: str | None = None
@@ -138,6 +159,10 @@ class AccessDenied(Event):
     status: int = 403
     classification: str | None = None
     allowed_zones: list[str] | None = None
+    object_type: str | None = None
+    """For a knowledge refusal: ``collection``, ``document`` or ``team``..."""
+    object_id: str | None = None
+    """...and its id."""
 
     def __post_init__(self) -> None:
         if self.reason not in DENIAL_REASONS:

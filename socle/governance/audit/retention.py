@@ -30,11 +30,11 @@ from socle.governance.audit.checkpoint import Checkpoint, NoteError, NoteVerifie
 from socle.governance.audit.events import AuditPrune
 from socle.governance.audit.log import AuditLog, format_time
 from socle.governance.audit.merkle import Frontier
-from socle.governance.audit.store import CHECKPOINTS, CONTENTS, ENTRIES, load_head, save_head
+from socle.governance.audit.store import CHECKPOINTS, CONTENTS, ENTRIES, Head, load_head, save_head
 from socle.storage.db import Database
 from socle.storage.types import utcnow
 
-__all__ = ["PruneResult", "prune"]
+__all__ = ["PruneResult", "prune", "prune_boundary"]
 
 _CHUNK = 65_536
 
@@ -49,6 +49,31 @@ class PruneResult:
     """False for a dry run."""
 
 
+async def prune_boundary(
+    db: Database, cutoff: datetime, *, max_entries: int | None = None
+) -> tuple[Head, int | None]:
+    """The head, and the checkpoint size pruning would move to for ``cutoff`` (``None``: nothing can go
+    yet). Reads only. With ``max_entries``, the boundary is the largest checkpoint at most that many
+    entries past the current one (or, if there is none, the nearest checkpoint), so that one prune's
+    transaction stays short."""
+    async with db.read() as connection:
+        head = await load_head(connection, lock=False)
+        first_recent = await connection.scalar(
+            select(func.min(ENTRIES.c.seq)).where(ENTRIES.c.created_at >= cutoff)
+        )
+        limit = head.size if first_recent is None else int(first_recent)
+        after = CHECKPOINTS.c.size > head.pruned.size
+        capped = limit if max_entries is None else min(limit, head.pruned.size + max_entries)
+        boundary = await connection.scalar(
+            select(func.max(CHECKPOINTS.c.size)).where(after, CHECKPOINTS.c.size <= capped)
+        )
+        if boundary is None and capped < limit:
+            boundary = await connection.scalar(
+                select(func.min(CHECKPOINTS.c.size)).where(after, CHECKPOINTS.c.size <= limit)
+            )
+    return head, None if boundary is None else int(boundary)
+
+
 async def prune(
     db: Database,
     audit: AuditLog,
@@ -57,24 +82,16 @@ async def prune(
     retention_days: int | None = None,
     now: datetime | None = None,
     dry_run: bool = False,
+    max_entries: int | None = None,
 ) -> PruneResult | None:
-    """Prune what the retention allows (see the module docs); ``None`` if nothing can go yet."""
+    """Prune what the retention allows (see the module docs); ``None`` if nothing can go yet (or another
+    process pruned meanwhile). ``max_entries`` bounds one call's work (see :func:`prune_boundary`)."""
     days = audit.settings.retention_days if retention_days is None else retention_days
     cutoff = (now or utcnow()) - timedelta(days=days)
-    async with db.read() as connection:
-        head = await load_head(connection, lock=False)
-        first_recent = await connection.scalar(
-            select(func.min(ENTRIES.c.seq)).where(ENTRIES.c.created_at >= cutoff)
-        )
-        limit = head.size if first_recent is None else int(first_recent)
-        boundary = await connection.scalar(
-            select(func.max(CHECKPOINTS.c.size)).where(
-                CHECKPOINTS.c.size > head.pruned.size, CHECKPOINTS.c.size <= limit
-            )
-        )
+    head, boundary = await prune_boundary(db, cutoff, max_entries=max_entries)
     if boundary is None:
         return None
-    size = int(boundary)
+    size = boundary
     frontier = await _frontier_at(db, head.pruned, size)
     checkpoint = await _signed(db, audit, size)
     if frontier.root() != checkpoint.root_hash:
