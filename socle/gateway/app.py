@@ -22,7 +22,18 @@ from socle.config import Settings
 from socle.errors import SocleError
 from socle.gateway.middleware import RequestContextMiddleware
 from socle.gateway.responses import JSONBytes
-from socle.gateway.routes import access, admin, audit, guardrails, health, knowledge, openai, quotas, usage
+from socle.gateway.routes import (
+    access,
+    admin,
+    audit,
+    guard_policies,
+    guardrails,
+    health,
+    knowledge,
+    openai,
+    quotas,
+    usage,
+)
 from socle.gateway.services import Services
 
 __all__ = ["create_app"]
@@ -68,6 +79,7 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(quotas.router)
     app.include_router(guardrails.router)
+    app.include_router(guard_policies.router)
     app.include_router(audit.router)
     app.include_router(knowledge.router)
     app.include_router(health.router)

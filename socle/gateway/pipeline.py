@@ -193,7 +193,7 @@ class Pipeline:
         guard = self.guard
         if guard is None:
             return messages
-        call.guard = state = guard.begin(
+        call.guard = state = await guard.start(
             call.principal.principal_id,
             call.principal.team_name,
             call.principal.team_id,

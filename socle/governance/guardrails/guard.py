@@ -1,7 +1,8 @@
 """The guard: runs the detectors on a text and applies the caller's policy to what they find.
 
-One :class:`Guard` lives on the gateway's services. For each call, :meth:`Guard.begin` makes a
-:class:`GuardState` (the team's policy and its version, the call's pseudonyms and canary, the
+One :class:`Guard` lives on the gateway's services. For each call, :meth:`Guard.start` makes a
+:class:`GuardState` (the team's policy — stored by an admin (:mod:`.store`), else from the settings —
+and its version, the call's pseudonyms and canary, the
 decisions taken); the pipeline passes it to :meth:`Guard.guard_messages` (input and context),
 :meth:`Guard.guard_output` (a whole answer) and :class:`~socle.governance.guardrails.stream.StreamGuard`
 (a streamed one). Actions:
@@ -37,6 +38,7 @@ from socle.governance.guardrails.ner import NERBackend, build_ner
 from socle.governance.guardrails.normalise import normalise
 from socle.governance.guardrails.pii import scan_structured
 from socle.governance.guardrails.policy import ACTION_ORDER, Decision, PolicyBook, match_rule
+from socle.governance.guardrails.store import PolicyStore, StoredPolicy
 
 __all__ = ["PLACEHOLDER", "Guard", "GuardState", "Verdict"]
 
@@ -107,9 +109,16 @@ class Verdict:
 class Guard:
     """Detectors and policies; see the module docstring."""
 
-    def __init__(self, settings: GuardrailSettings, ner: Sequence[NERBackend] | None = None) -> None:
+    def __init__(
+        self,
+        settings: GuardrailSettings,
+        ner: Sequence[NERBackend] | None = None,
+        store: PolicyStore | None = None,
+    ) -> None:
         self.settings = settings
         self.book = PolicyBook(settings)
+        self.store = store
+        """Teams' stored policies (they override the settings'), when the gateway has a database."""
         self.ner: list[NERBackend] = (
             list(ner) if ner is not None else build_ner(settings.ner, settings.ner_model)
         )
@@ -128,16 +137,37 @@ class Guard:
     def ner_backends(self) -> list[str]:
         return [backend.name for backend in self.ner]
 
-    def begin(
+    async def start(
         self,
         principal_id: str,
         team_name: str | None,
         team_id: str | None,
         on_classification: Callable[[Classification, str], Any] | None = None,
     ) -> GuardState:
-        """The state of a new call by this principal, with their team's policy."""
-        name, policy = self.book.for_team(team_name, team_id)
-        state = GuardState(name, policy, self.book.versions[name], principal_id)
+        """The state of a new call by this principal, with their team's current policy: the version an
+        admin stored (cached ``governance_cache_s``), else the settings'."""
+        stored = None
+        if self.store is not None and team_id:
+            stored = await self.store.current(team_id)
+        return self.begin(principal_id, team_name, team_id, on_classification, stored=stored)
+
+    def begin(
+        self,
+        principal_id: str,
+        team_name: str | None,
+        team_id: str | None,
+        on_classification: Callable[[Classification, str], Any] | None = None,
+        *,
+        stored: StoredPolicy | None = None,
+    ) -> GuardState:
+        """The state of a new call by this principal: with ``stored`` (a team's stored version) that
+        policy and its version number, else the policy the settings give the team."""
+        if stored is not None and stored.policy is not None:
+            name, policy, version = stored.name, stored.policy, str(stored.version)
+        else:
+            name, policy = self.book.for_team(team_name, team_id)
+            version = self.book.versions[name]
+        state = GuardState(name, policy, version, principal_id)
         state.on_classification = on_classification
         if policy.canary:
             state.canary = "socle-canary-" + secrets.token_hex(8)
