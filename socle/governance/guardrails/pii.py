@@ -42,6 +42,8 @@ class Recogniser:
     validate: Callable[[str], bool] | None = None
     plausible: Callable[[str], bool] | None = None
     """Without context, a match must also pass this (a grouped number that could be an amount)."""
+    not_after: re.Pattern[str] | None = None
+    """A match right after this (``licence number is``) is another kind of number: not reported."""
 
 
 def _words(*words: str) -> re.Pattern[str]:
@@ -57,16 +59,29 @@ _CARD_PREFIX = re.compile(r"^(?:4|5[0-9]|2[2-7]|3[0-9]|6[0-9]|1800|2131)")
 
 def _card(text: str) -> bool:
     digits = _digits(text)
-    return 12 <= len(digits) <= 19 and luhn_valid(digits) and bool(_CARD_PREFIX.match(digits))
+    return 12 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _card_issuer(text: str) -> bool:
+    """A known issuer prefix: required without a card word around (a Luhn-valid number is 1 in 10)."""
+    return bool(_CARD_PREFIX.match(_digits(text)))
 
 
 _DATE_LIKE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
 _AMOUNT_LIKE = re.compile(r"^\d{1,3}(?:[ .,\u00a0]\d{3}){1,4}$")
 
 
+_SSN_LIKE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+
+
 def _phone(text: str) -> bool:
     digits = _digits(text.split("x")[0].split("ext")[0])
-    return 7 <= len(digits) <= 15 and not _DATE_LIKE.match(text) and len(set(digits)) > 2
+    return (
+        7 <= len(digits) <= 15
+        and not _DATE_LIKE.match(text)
+        and not _SSN_LIKE.match(text)  # the US social security number's shape, no phone plan's
+        and len(set(digits)) > 2
+    )
 
 
 def _not_amount(text: str) -> bool:
@@ -94,6 +109,13 @@ _PHONE_CONTEXT = _words(
     r"num[ée]ro", "number", "contact", "whatsapp", "sms", "text", "messages?", "reach", "ring",
     "answering", "dial", "standard", "ligne", "line",
 )  # fmt: skip
+_OTHER_NUMBER = re.compile(
+    r"(?:licen[cs]e|security|ssn|account|order|invoice|reference|passport|policy|tracking|serial|"
+    r"membership|identity|id|permis|compte|commande|facture|r[ée]f[ée]rence|dossier|contrat|sécu)"
+    r"\W{0,3}(?:number|no\.?|n°|#|num[ée]ro)?\W{0,3}(?:is|was|:|est|=)?\W{0,3}$",
+    re.IGNORECASE,
+)
+"""What introduces a number that is not a phone number, just before a bare digit group."""
 _CARD_CONTEXT = _words(
     "card", "carte", "cb", "visa", "mastercard", "amex", "american express", "credit", "cr[ée]dit",
     "debit", r"d[ée]bit", "payment", "paiement", "maestro", "jcb", "diners",
@@ -189,6 +211,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         1.0,
         _CARD_CONTEXT,
         _card,
+        _card_issuer,
     ),
     Recogniser(
         "PHONE_NUMBER",
@@ -230,7 +253,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         "PHONE_NUMBER",
         "phone-generic",
         re.compile(
-            r"(?<![\w+.,/:-])(?:\(?\d{2,4}\)?(?:[ .\-\u00a0]\(?\d{2,8}\)?){1,5}|\d{7,12})"
+            r"(?<![\w+./:-])(?<!\d,)(?:\(?\d{2,5}\)?(?:[ .\-\u00a0]\(?\d{2,8}\)?){1,5}|\d{7,12})"
             r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w/:]|[.,:-]\d)"
         ),
         0.3,
@@ -238,6 +261,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         _PHONE_CONTEXT,
         _phone,
         _not_amount,
+        _OTHER_NUMBER,
     ),
     Recogniser(
         "IP_ADDRESS",
@@ -348,6 +372,8 @@ def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
             end = position = found
         value = text[start:end]
         if rec.validate is not None and not rec.validate(value):
+            continue
+        if rec.not_after is not None and rec.not_after.search(text, max(0, start - _BEFORE), start):
             continue
         context = _has_context(rec, text, start, end)
         if not context and rec.plausible is not None and not rec.plausible(value):

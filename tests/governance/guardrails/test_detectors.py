@@ -72,6 +72,9 @@ def test_nir_key_and_corsica() -> None:
         ("tél. : +33 (0)1 23 45 67 89", "PHONE_NUMBER", "+33 (0)1 23 45 67 89"),
         ("call me at (415) 555-2671 ext 12", "PHONE_NUMBER", "(415) 555-2671 ext 12"),
         ("Phone: 0490 75 40 81", "PHONE_NUMBER", "0490 75 40 81"),
+        ("Mobile,07911 123 456 (after 6pm)", "PHONE_NUMBER", "07911 123 456"),  # glued by a comma
+        ("Home;Fax,4921503377", "PHONE_NUMBER", "4921503377"),
+        ("paid by credit card 0380 0000 0000 0000", "CREDIT_CARD", "0380 0000 0000 0000"),  # unknown issuer
         ("écrivez à jean.dupont+rh@mairie-lyon.fr.", "EMAIL_ADDRESS", "jean.dupont+rh@mairie-lyon.fr"),
         ("le serveur 192.168.10.254 répond", "IP_ADDRESS", "192.168.10.254"),
         ("host 2001:db8::8a2e:370:7334 is up", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
@@ -97,6 +100,11 @@ def test_structured_recognisers_find_valid_values(text: str, kind: str, value: s
         "réf. X4RTBPFW4",  # 9 characters without an ID-card context
         "version 1.2.3.4 du logiciel 2000-04-16",
         "Le budget est de 1 250 000 euros.",
+        "her social security number is 219-09-9999",  # a US SSN's shape, with the word 'number'
+        "call about licence number is 7730241",  # introduced as another kind of number
+        "order number: 0612 345 678 shipped",
+        "totals 1,2345678 on the phone",  # decimals glued by a comma to a digit
+        "ref 0380 0000 0000 0000",  # Luhn-valid, unknown issuer, no card word
     ],
 )
 def test_invalid_or_context_free_values_are_not_reported(text: str) -> None:
