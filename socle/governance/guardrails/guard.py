@@ -63,6 +63,8 @@ class GuardState:
     on_classification: Callable[[Classification, str], Any] | None = None
     """The call's ``raise_classification(level, reason)``, when the pipeline has one."""
     classification: list[tuple[str, str]] = field(default_factory=list)
+    _index: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+    """Position in ``decisions`` of each kind of decision (one lookup per finding, not a scan)."""
 
     def record(self, stage: str, finding: Finding, rule: GuardRule, count: int = 1) -> None:
         """Record a decision (decisions of the same kind at the same stage are counted together)."""
@@ -76,10 +78,12 @@ class GuardState:
             policy_version=self.policy_version,
             count=count,
         )
-        for i, known in enumerate(self.decisions):
-            if replace(known, count=count) == decision:
-                self.decisions[i] = replace(known, count=known.count + count)
-                return
+        key = (stage, decision.type, decision.detector, decision.rule, decision.action)
+        i = self._index.get(key)
+        if i is not None and i < len(self.decisions) and replace(self.decisions[i], count=count) == decision:
+            self.decisions[i] = replace(self.decisions[i], count=self.decisions[i].count + count)
+            return
+        self._index[key] = len(self.decisions)
         self.decisions.append(decision)
 
     def record_cap(self) -> None:

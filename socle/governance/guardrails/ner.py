@@ -22,7 +22,7 @@ import importlib.util
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -44,12 +44,26 @@ _UPPER = "A-ZÀ-ÖØ-Þ"
 _LOWER = "a-zß-öø-ÿ"
 _CAP = rf"[{_UPPER}][{_UPPER}{_LOWER}'’]{{1,30}}(?:-[{_UPPER}][{_UPPER}{_LOWER}'’]{{1,30}})?"
 _NAME = rf"{_CAP}(?:[ ]{_CAP}){{0,3}}"
-_TITLES = "|".join(sorted((re.escape(h) for h in HONORIFICS if h not in ("m", "me")), key=len, reverse=True))
-_HONORIFIC = re.compile(rf"(?<!\w)(?:M\.|Me|(?i:{_TITLES})\.?)[ \u00a0]{{1,3}}({_NAME})")
-_INTRO = re.compile(
-    rf"(?i:je m'appelle|je me nomme|my name is|this is|signé|signed|cordialement,?|regards,?|"
-    rf"sincerely,?|bien à vous,?)[ \n]{{1,3}}({_NAME})"
+
+
+def _starts(words: Iterable[str]) -> str:
+    """A look-ahead on the first letters of ``words`` in either case, put before a case-insensitive
+    alternation: the regex engine then skips every other position at once instead of trying each
+    alternative there (2-3 times faster on ordinary text)."""
+    letters = sorted({c for w in words for c in (w[0].lower(), w[0].upper())})
+    return "(?=[" + "".join(re.escape(c) for c in letters) + "])"
+
+
+_TITLE_WORDS = [h for h in HONORIFICS if h not in ("m", "me")]
+_TITLES = "|".join(sorted((re.escape(h) for h in _TITLE_WORDS), key=len, reverse=True))
+_HONORIFIC = re.compile(
+    rf"{_starts(['M', *_TITLE_WORDS])}(?<!\w)(?:M\.|Me|(?i:{_TITLES})\.?)[ \u00a0]{{1,3}}({_NAME})"
 )
+_INTRO_CUES = (
+    "je m'appelle", "je me nomme", "my name is", "this is", "signé", "signed", "cordialement,?",
+    "regards,?", "sincerely,?", "bien à vous,?",
+)  # fmt: skip
+_INTRO = re.compile(rf"{_starts(_INTRO_CUES)}(?i:{'|'.join(_INTRO_CUES)})[ \n]{{1,3}}({_NAME})")
 _ANYWORD = rf"[{_UPPER}{_LOWER}][{_UPPER}{_LOWER}'’.-]{{0,30}}"
 _FIELD = re.compile(
     r"(?im)^[ \t]{0,8}(?:name|full name|nom|nom complet|nom et prénom|prénom et nom|"

@@ -44,6 +44,8 @@ class Recogniser:
     """Without context, a match must also pass this (a grouped number that could be an amount)."""
     not_after: re.Pattern[str] | None = None
     """A match right after this (``licence number is``) is another kind of number: not reported."""
+    needs: str = "digit"
+    """What every match contains (``digit``, ``@`` or ``:``): a text without it is not scanned."""
 
 
 def _words(*words: str) -> re.Pattern[str]:
@@ -163,6 +165,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         ),
         0.95,
         1.0,
+        needs="@",
     ),
     Recogniser(
         "IBAN_CODE",
@@ -282,6 +285,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         0.95,
         _IP_CONTEXT,
         _ipv6,
+        needs=":",
     ),
     Recogniser(
         "FR_ID_CARD",
@@ -357,11 +361,37 @@ def _has_context(rec: Recogniser, text: str, start: int, end: int) -> bool:
     return rec.context.search(window) is not None
 
 
+_LONGEST = 64  # characters: longer than any match of a recogniser reported only with context
+
+
+def _windows(rec: Recogniser, text: str) -> Iterator[tuple[int, int]]:
+    """Where a match may start: everywhere, or, for a recogniser reported only with context, near
+    its context words (merged windows, so the text is read once however many words there are)."""
+    if rec.score > 0 or rec.context is None:
+        yield 0, len(text)
+        return
+    low = high = -1
+    for hit in rec.context.finditer(text):
+        start, end = max(0, hit.start() - _AFTER - _LONGEST), hit.end() + _BEFORE
+        if start > high:
+            if high >= 0:
+                yield low, high
+            low = start
+        high = max(high, end)
+    if high >= 0:
+        yield low, min(high, len(text))
+
+
 def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
-    if rec.score == 0 and rec.context is not None and rec.context.search(text) is None:
-        return  # reported only with context, and there is none anywhere in the text
-    position = 0
-    while (match := rec.pattern.search(text, position)) is not None:
+    for low, high in _windows(rec, text):
+        yield from _matches_in(rec, text, low, high)
+
+
+def _matches_in(rec: Recogniser, text: str, low: int, high: int) -> Iterator[Finding]:
+    """Matches starting in ``text[low:high]`` (read up to ``_LONGEST`` characters further)."""
+    position = low
+    stop = len(text) if high >= len(text) else high + _LONGEST
+    while (match := rec.pattern.search(text, position, stop)) is not None and match.start() < high:
         start, end = match.span()
         position = end
         if rec.type == "IBAN_CODE":  # the match may run into the next words: keep the valid IBAN only
@@ -383,6 +413,11 @@ def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
             yield Finding(rec.type, start, end, rec.detector, score)
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def scan_structured(text: str, recognisers: tuple[Recogniser, ...] = RECOGNISERS) -> list[Finding]:
-    """Every structured identifier in ``text`` (overlaps not yet resolved)."""
-    return [finding for rec in recognisers for finding in _matches(rec, text)]
+    """Every structured identifier in ``text`` (overlaps not yet resolved). Recognisers whose
+    matches need a character the text lacks (most need a digit) are not run."""
+    present = {"digit": _DIGIT.search(text) is not None, "@": "@" in text, ":": ":" in text}
+    return [finding for rec in recognisers if present[rec.needs] for finding in _matches(rec, text)]

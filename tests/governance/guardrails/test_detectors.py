@@ -112,6 +112,14 @@ def test_invalid_or_context_free_values_are_not_reported(text: str) -> None:
     assert kinds <= {"IP_ADDRESS"} if "1.2.3.4" in text else not kinds, found(text)
 
 
+def test_context_only_identifiers_are_found_near_their_words_anywhere_in_a_long_text() -> None:
+    filler = "Le comité, réuni en séance plénière ordinaire, a voté le budget le 03/02/2021. " * 200
+    text = filler + "Dossier du patient ouvert ce jour : né le 14/07/1989 à Brest. " + filler
+    text += "Second file opened today, DOB: 1990-03-03. " + filler
+    spans = [text[f.start : f.end] for f in scan_structured(text) if f.type == "DATE_OF_BIRTH"]
+    assert spans == ["14/07/1989", "1990-03-03"]  # and none of the 600 meeting dates
+
+
 def test_ip_version_numbers_are_low_confidence_only_if_matched() -> None:
     assert "IP_ADDRESS" not in found("2000-04-16 11:34:35")
 
