@@ -147,6 +147,42 @@ def test_rule_ner_names_and_addresses() -> None:
     assert not {v for t, v in out if t == "PERSON"} & {"Bonjour", "Paris", "London"}
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("What's your last name? Okonkwo", "Okonkwo"),  # a cue, then one capitalised word
+        ("Hi Radomir, the parcel is here.", "Radomir"),
+        ("The report was written by Ingrid B. Halvorsen last year.", "Ingrid B. Halvorsen"),  # initial
+        ("We met Jorien van Dalsum at the fair.", "Jorien van Dalsum"),  # particle
+        ("Merci d'appeler Solène KERGUELEN demain.", "Solène KERGUELEN"),  # surname in capitals
+        ("Je vais voir son fils Karim demain.", "Karim"),
+        ("Hauke: Are you coming tonight?", "Hauke"),  # a speaker's turn
+        ("Tsvetan, can you send it again?", "Tsvetan"),  # someone addressed
+        ("Ambroise lives on a barge.", "Ambroise"),  # what only people do
+        ("please note down Łukasz Żmuda's phone number", "Łukasz Żmuda"),  # beyond Latin-1, possessive
+        ("hello, my name is aurelio quintana and I need help", "aurelio quintana"),  # lower case
+    ],
+)
+def test_rule_ner_cues(text: str, name: str) -> None:
+    found = {text[f.start : f.end] for f in RuleNER().find(text) if f.type == "PERSON" and f.score >= 0.5}
+    assert name in found, found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subject: Quarterly Report",  # a field label, not a speaker
+        "Identifiant SIRET : 732 829 320 00074",  # an acronym is not a surname in capitals
+        "Hello World, this is Dr. Watson",  # the title is not the name
+        "Dear Sir, thank you.",
+        "Hello World, I am back",
+    ],
+)
+def test_rule_ner_cues_do_not_report(text: str) -> None:
+    found = {text[f.start : f.end] for f in RuleNER().find(text) if f.type == "PERSON" and f.score >= 0.5}
+    assert not found & {"Subject", "Identifiant SIRET", "Dr", "Sir", "World"}
+
+
 # Secrets ----------------------------------------------------------------------------------------
 def test_secrets() -> None:
     key = "sk-socle-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
