@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from socle.testing.fixtures import (  # noqa: F401
     module_database_url,
     pg_server,
 )
+from socle.testing.server import RunningServer, run_server
 
 ADMIN_KEY = "sk-socle-" + secrets.token_urlsafe(32)
 
@@ -44,3 +45,23 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(None, environ={}, **values)
 
     return make
+
+
+REPLICA_CACHE_S = 1.0
+"""``governance_cache_s`` of the second gateway of :func:`replicas`."""
+
+
+@pytest.fixture
+def replicas(
+    make_settings: Callable[..., Settings],
+    database_url: str,  # noqa: F811
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two gateways with fake engines on one database (SQLite and PostgreSQL); the second reuses what
+    it read for ``REPLICA_CACHE_S`` seconds."""
+    with (
+        run_server(make_settings(database_url=database_url, **fake_engines())) as first,
+        run_server(
+            make_settings(database_url=database_url, governance_cache_s=REPLICA_CACHE_S, **fake_engines())
+        ) as second,
+    ):
+        yield first, second

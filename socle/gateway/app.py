@@ -28,6 +28,7 @@ from socle.gateway.routes import (
     account,
     admin,
     audit,
+    guard_policies,
     guardrails,
     health,
     knowledge,
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(quotas.router)
     app.include_router(guardrails.router)
+    app.include_router(guard_policies.router)
     app.include_router(audit.router)
     app.include_router(knowledge.router)
     app.include_router(account.router)

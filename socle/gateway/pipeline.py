@@ -193,7 +193,7 @@ class Pipeline:
         guard = self.guard
         if guard is None:
             return messages
-        call.guard = state = guard.begin(
+        call.guard = state = await guard.start(
             call.principal.principal_id,
             call.principal.team_name,
             call.principal.team_id,
@@ -403,6 +403,8 @@ class Pipeline:
                 raise BadRequestError(
                     "input must be a non-empty string or a list of non-empty strings.", param="input"
                 )
+            guarded = await self._guard_input(call, tuple({"role": "user", "content": t} for t in texts))
+            texts = [m["content"] for m in guarded]  # what the policy lets through is what is embedded
             call.prompt = texts
             await self._route(call, pool, "embeddings")
             await self._reserve(call, pool, lambda: prompt_bound(texts, messages=len(texts)), 0)

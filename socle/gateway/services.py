@@ -26,6 +26,7 @@ from socle.governance.audit.log import AuditLog
 from socle.governance.audit.schedule import RetentionSchedule
 from socle.governance.directory import Directory
 from socle.governance.guardrails import Guard
+from socle.governance.guardrails.store import PolicyStore
 from socle.governance.identity import BootstrapResult, KeyStore, bootstrap
 from socle.governance.oidc import OIDCAuthenticator
 from socle.governance.quotas import Quotas
@@ -136,7 +137,10 @@ class Services:
             if egress_guard is not None:  # refusals of the process-wide egress guard go to the same sink
                 egress_guard.sink = residency
                 stack.callback(setattr, egress_guard, "sink", None)
-            guard = Guard(settings.guardrails) if settings.guardrails.enabled else None
+            guard = None
+            if settings.guardrails.enabled:
+                store = PolicyStore(db, cache_s=settings.governance_cache_s)
+                guard = Guard(settings.guardrails, store=store)
             if guard is not None:
                 await asyncio.to_thread(guard.warm_up)  # the NER model, once per process
             services = cls(

@@ -67,7 +67,10 @@ _ACTIONS: Final = (
     Action("knowledge.read", "Search and question the knowledge collections one may read."),
     Action("knowledge.write", "Create collections and upload or delete documents."),
     Action("keys.manage", "Create, list and revoke API keys of the team."),
-    Action("team.manage", "Manage the team's members and role bindings; read its model access."),
+    Action(
+        "team.manage",
+        "Manage the team's members and role bindings; read its model access and guardrail policy.",
+    ),
     Action("budget.manage", "Set budgets and rate limits."),
     Action("usage.read", "Read one's own usage."),
     Action("usage.read_team", "Read the usage of the whole team."),
@@ -75,7 +78,8 @@ _ACTIONS: Final = (
     Action("audit.read", "Read the audit trail and verify it."),
     Action(
         "admin",
-        "Run the platform: organisations, teams, users, service accounts, model access, alerts.",
+        "Run the platform: organisations, teams, users, service accounts, model access, guardrail "
+        "policies, alerts.",
     ),
 )
 ACTIONS: Final = MappingProxyType({a.name: a for a in _ACTIONS})

@@ -72,6 +72,7 @@ __all__ = [
     "BudgetReservationItemRow",
     "BudgetReservationRow",
     "BudgetRow",
+    "GuardrailPolicyRow",
     "ModelGrantRow",
     "CLASSIFICATIONS",
     "KnowledgeChunkRow",
@@ -366,6 +367,21 @@ class ModelGrantRow(Base):
 
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class GuardrailPolicyRow(Base):
+    """One version of a team's guardrail policy (see :mod:`socle.governance.guardrails.store`). Every
+    change adds a row with the next ``version``; the highest is current. ``policy`` NULL means the team
+    went back to the policy the settings give it."""
+
+    __tablename__ = "guardrail_policies"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    policy: Mapped[dict[str, Any] | None]
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
     created_at: Mapped[datetime] = _created_at()
 
 

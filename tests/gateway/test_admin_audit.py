@@ -167,6 +167,25 @@ def test_budgets_limits_and_model_access(server: RunningServer, ids: dict[str, s
         assert team["id"] in data["before"]["teams"] and team["id"] not in data["after"]["teams"]
 
 
+def test_guardrail_policies(server: RunningServer, ids: dict[str, str]) -> None:
+    rules = [{"match": "EMAIL_ADDRESS", "action": "block"}]
+    with _admin(server) as admin:
+        team = admin.post("/v1/admin/teams", json={"name": "guarded-team"}).json()
+        stored = admin.put(f"/v1/admin/teams/{team['id']}/guardrails", json={"rules": rules})
+        entry = _one(server, ids, stored, "guardrail_policy.update")
+        data = entry["data"]
+        assert entry["team"] == team["id"] and data["object_id"] == team["id"]
+        assert data["before"]["source"] == "settings" and data["after"]["version"] == 1
+        assert data["after"]["policy"]["rules"][0]["match"] == "EMAIL_ADDRESS"
+        reset = admin.delete(f"/v1/admin/teams/{team['id']}/guardrails")
+        data = _one(server, ids, reset, "guardrail_policy.reset")["data"]
+        assert data["before"]["source"] == "stored" and data["after"]["source"] == "settings"
+        invalid = admin.put(
+            f"/v1/admin/teams/{team['id']}/guardrails", json={"rules": [{"match": "NAMES", "action": "log"}]}
+        )
+        assert invalid.status_code == 400 and _changes(server, ids, invalid) == []
+
+
 def test_denied_and_invalid_changes_record_no_change(server: RunningServer, ids: dict[str, str]) -> None:
     auditor = {"authorization": f"Bearer {ids['auditor']}"}
     denied = httpx.post(server.url + "/v1/admin/teams", headers=auditor, json={"name": "nope"})

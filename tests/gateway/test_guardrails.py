@@ -1,6 +1,7 @@
 """Guardrails end to end through the official ``openai`` client against a real server whose engine is
 the mock OpenAI upstream (which records what it was sent): block, redact, pseudonymise round trip,
-canaries, size cap, streamed output filtering, the check endpoint and ``socle guard check``."""
+canaries, size cap, streamed output filtering, embeddings input, the check endpoint and
+``socle guard check``."""
 
 from __future__ import annotations
 
@@ -325,3 +326,33 @@ def test_bad_input(server: RunningServer, keys: dict[str, str]) -> None:
             model="up-chat", messages=[{"role": "user", "content": long_text[:200_000] + mixed}]
         )
     assert answer.choices[0].message.content is not None
+
+
+def test_embeddings_input_is_guarded(
+    server: RunningServer,
+    keys: dict[str, str],
+    upstream: MockUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with client(server, keys["redact"]) as c:
+        result = c.embeddings.create(model="up-chat", input=[f"Mon IBAN est {IBAN}", "Bonjour"])
+    assert len(result.data) == 2
+    assert upstream.state.last_request is not None
+    assert upstream.state.last_request.body["input"] == ["Mon IBAN est [REDACTED:IBAN_CODE]", "Bonjour"]
+    nir = "2690549588157" + f"{97 - 2690549588157 % 97:02d}"
+    before = upstream.state.requests
+    with client(server, keys["strict"]) as c, pytest.raises(openai.BadRequestError) as caught:
+        c.embeddings.create(model="up-chat", input=f"NIR {nir}")
+    assert caught.value.body["code"] == "guardrail_blocked"  # type: ignore[index]
+    assert "no-social-security-numbers" in caught.value.body["message"]  # type: ignore[index]
+    assert upstream.state.requests == before  # nothing was sent to be embedded
+    calls: list[Call] = []
+    original = server.services.pipeline._record
+    monkeypatch.setattr(
+        server.services.pipeline, "_record", lambda call, *a: (calls.append(call), original(call, *a))
+    )
+    with client(server, keys["strict"]) as c:
+        c.embeddings.create(model="up-chat", input=f"IBAN {IBAN}")
+    assert upstream.state.last_request.body["input"] in (f"IBAN {IBAN}", [f"IBAN {IBAN}"])  # unchanged
+    assert calls[-1].classification == "secret" and calls[-1].guard is not None
+    assert [d.action for d in calls[-1].guard.decisions] == ["raise_classification"]

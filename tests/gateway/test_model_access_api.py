@@ -5,7 +5,6 @@ revocation reaching a second gateway sharing the database within ``governance_ca
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,9 +12,9 @@ import openai
 import pytest
 
 from socle.testing.server import RunningServer, run_server
-from tests.conftest import fake_engines
+from tests.conftest import REPLICA_CACHE_S, fake_engines
 
-CACHE_S = 1.0
+CACHE_S = REPLICA_CACHE_S
 
 
 def _client(server: RunningServer, key: str) -> httpx.Client:
@@ -29,18 +28,6 @@ def _chat(client: httpx.Client, model: str) -> httpx.Response:
 
 def _models(client: httpx.Client) -> list[str]:
     return [m["id"] for m in client.get("/models").json()["data"]]
-
-
-@pytest.fixture
-def servers(make_settings: Any, database_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
-    """Two gateways on one database; the second reuses what it read for CACHE_S seconds."""
-    with (
-        run_server(make_settings(database_url=database_url, **fake_engines())) as first,
-        run_server(
-            make_settings(database_url=database_url, governance_cache_s=CACHE_S, **fake_engines())
-        ) as second,
-    ):
-        yield first, second
 
 
 def _team_with_keys(admin: httpx.Client, team: str) -> dict[str, str]:
@@ -60,9 +47,9 @@ def _team_with_keys(admin: httpx.Client, team: str) -> dict[str, str]:
 
 
 def test_grants_restrict_models_and_the_key_list_intersects(
-    servers: tuple[RunningServer, RunningServer],
+    replicas: tuple[RunningServer, RunningServer],
 ) -> None:
-    server, _ = servers
+    server, _ = replicas
     with _client(server, server.admin_key) as admin:
         keys = _team_with_keys(admin, "research")
         with _client(server, keys["member"]) as member, _client(server, keys["limited"]) as limited:
@@ -112,9 +99,9 @@ def test_grants_restrict_models_and_the_key_list_intersects(
 
 
 def test_a_revocation_reaches_the_other_gateway_within_the_cache_time(
-    servers: tuple[RunningServer, RunningServer],
+    replicas: tuple[RunningServer, RunningServer],
 ) -> None:
-    first, second = servers
+    first, second = replicas
     with _client(first, first.admin_key) as admin:
         keys = _team_with_keys(admin, "research")
         assert admin.put("/admin/teams/admin/models/fake-chat").status_code == 200

@@ -41,7 +41,7 @@ async def check(body: CheckIn, caller: Checker, services: ServicesDep) -> Respon
     guard = services.guard
     if guard is None:
         raise UnsupportedError("Guardrails are disabled on this gateway (guardrails.enabled = false).")
-    state = guard.begin(caller.principal_id, caller.team_name, caller.team_id)
+    state = await guard.start(caller.principal_id, caller.team_name, caller.team_id)
     if len(body.text) < 2000:
         verdict = guard.verdict(body.text, body.stage, state)
     else:

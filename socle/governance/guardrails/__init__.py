@@ -3,6 +3,7 @@
 One concept per module: :mod:`.normalise` (what detectors read), :mod:`.checksums`, :mod:`.pii`
 (structured identifiers), :mod:`.ner` and :mod:`.gazetteer` (names, addresses, places),
 :mod:`.injection`, :mod:`.credentials` (secrets), :mod:`.policy` (rules, versions, decisions),
+:mod:`.store` (teams' policies stored by admins, versioned),
 :mod:`.guard` (detectors + policy = actions) and :mod:`.stream` (streamed answers).
 """
 

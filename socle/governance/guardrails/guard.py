@@ -1,7 +1,8 @@
 """The guard: runs the detectors on a text and applies the caller's policy to what they find.
 
-One :class:`Guard` lives on the gateway's services. For each call, :meth:`Guard.begin` makes a
-:class:`GuardState` (the team's policy and its version, the call's pseudonyms and canary, the
+One :class:`Guard` lives on the gateway's services. For each call, :meth:`Guard.start` makes a
+:class:`GuardState` (the team's policy — stored by an admin (:mod:`.store`), else from the settings —
+and its version, the call's pseudonyms and canary, the
 decisions taken); the pipeline passes it to :meth:`Guard.guard_messages` (input and context),
 :meth:`Guard.guard_output` (a whole answer) and :class:`~socle.governance.guardrails.stream.StreamGuard`
 (a streamed one). Actions:
@@ -37,6 +38,7 @@ from socle.governance.guardrails.ner import NERBackend, build_ner
 from socle.governance.guardrails.normalise import normalise
 from socle.governance.guardrails.pii import scan_structured
 from socle.governance.guardrails.policy import ACTION_ORDER, Decision, PolicyBook, match_rule
+from socle.governance.guardrails.store import PolicyStore, StoredPolicy
 
 __all__ = ["PLACEHOLDER", "Guard", "GuardState", "Verdict"]
 
@@ -61,6 +63,8 @@ class GuardState:
     on_classification: Callable[[Classification, str], Any] | None = None
     """The call's ``raise_classification(level, reason)``, when the pipeline has one."""
     classification: list[tuple[str, str]] = field(default_factory=list)
+    _index: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+    """Position in ``decisions`` of each kind of decision (one lookup per finding, not a scan)."""
 
     def record(self, stage: str, finding: Finding, rule: GuardRule, count: int = 1) -> None:
         """Record a decision (decisions of the same kind at the same stage are counted together)."""
@@ -74,10 +78,12 @@ class GuardState:
             policy_version=self.policy_version,
             count=count,
         )
-        for i, known in enumerate(self.decisions):
-            if replace(known, count=count) == decision:
-                self.decisions[i] = replace(known, count=known.count + count)
-                return
+        key = (stage, decision.type, decision.detector, decision.rule, decision.action)
+        i = self._index.get(key)
+        if i is not None and i < len(self.decisions) and replace(self.decisions[i], count=count) == decision:
+            self.decisions[i] = replace(self.decisions[i], count=self.decisions[i].count + count)
+            return
+        self._index[key] = len(self.decisions)
         self.decisions.append(decision)
 
     def record_cap(self) -> None:
@@ -107,9 +113,16 @@ class Verdict:
 class Guard:
     """Detectors and policies; see the module docstring."""
 
-    def __init__(self, settings: GuardrailSettings, ner: Sequence[NERBackend] | None = None) -> None:
+    def __init__(
+        self,
+        settings: GuardrailSettings,
+        ner: Sequence[NERBackend] | None = None,
+        store: PolicyStore | None = None,
+    ) -> None:
         self.settings = settings
         self.book = PolicyBook(settings)
+        self.store = store
+        """Teams' stored policies (they override the settings'), when the gateway has a database."""
         self.ner: list[NERBackend] = (
             list(ner) if ner is not None else build_ner(settings.ner, settings.ner_model)
         )
@@ -128,16 +141,37 @@ class Guard:
     def ner_backends(self) -> list[str]:
         return [backend.name for backend in self.ner]
 
-    def begin(
+    async def start(
         self,
         principal_id: str,
         team_name: str | None,
         team_id: str | None,
         on_classification: Callable[[Classification, str], Any] | None = None,
     ) -> GuardState:
-        """The state of a new call by this principal, with their team's policy."""
-        name, policy = self.book.for_team(team_name, team_id)
-        state = GuardState(name, policy, self.book.versions[name], principal_id)
+        """The state of a new call by this principal, with their team's current policy: the version an
+        admin stored (cached ``governance_cache_s``), else the settings'."""
+        stored = None
+        if self.store is not None and team_id:
+            stored = await self.store.current(team_id)
+        return self.begin(principal_id, team_name, team_id, on_classification, stored=stored)
+
+    def begin(
+        self,
+        principal_id: str,
+        team_name: str | None,
+        team_id: str | None,
+        on_classification: Callable[[Classification, str], Any] | None = None,
+        *,
+        stored: StoredPolicy | None = None,
+    ) -> GuardState:
+        """The state of a new call by this principal: with ``stored`` (a team's stored version) that
+        policy and its version number, else the policy the settings give the team."""
+        if stored is not None and stored.policy is not None:
+            name, policy, version = stored.name, stored.policy, str(stored.version)
+        else:
+            name, policy = self.book.for_team(team_name, team_id)
+            version = self.book.versions[name]
+        state = GuardState(name, policy, version, principal_id)
         state.on_classification = on_classification
         if policy.canary:
             state.canary = "socle-canary-" + secrets.token_hex(8)

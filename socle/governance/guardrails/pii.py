@@ -42,6 +42,10 @@ class Recogniser:
     validate: Callable[[str], bool] | None = None
     plausible: Callable[[str], bool] | None = None
     """Without context, a match must also pass this (a grouped number that could be an amount)."""
+    not_after: re.Pattern[str] | None = None
+    """A match right after this (``licence number is``) is another kind of number: not reported."""
+    needs: str = "digit"
+    """What every match contains (``digit``, ``@`` or ``:``): a text without it is not scanned."""
 
 
 def _words(*words: str) -> re.Pattern[str]:
@@ -57,16 +61,29 @@ _CARD_PREFIX = re.compile(r"^(?:4|5[0-9]|2[2-7]|3[0-9]|6[0-9]|1800|2131)")
 
 def _card(text: str) -> bool:
     digits = _digits(text)
-    return 12 <= len(digits) <= 19 and luhn_valid(digits) and bool(_CARD_PREFIX.match(digits))
+    return 12 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _card_issuer(text: str) -> bool:
+    """A known issuer prefix: required without a card word around (a Luhn-valid number is 1 in 10)."""
+    return bool(_CARD_PREFIX.match(_digits(text)))
 
 
 _DATE_LIKE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
 _AMOUNT_LIKE = re.compile(r"^\d{1,3}(?:[ .,\u00a0]\d{3}){1,4}$")
 
 
+_SSN_LIKE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+
+
 def _phone(text: str) -> bool:
     digits = _digits(text.split("x")[0].split("ext")[0])
-    return 7 <= len(digits) <= 15 and not _DATE_LIKE.match(text) and len(set(digits)) > 2
+    return (
+        7 <= len(digits) <= 15
+        and not _DATE_LIKE.match(text)
+        and not _SSN_LIKE.match(text)  # the US social security number's shape, no phone plan's
+        and len(set(digits)) > 2
+    )
 
 
 def _not_amount(text: str) -> bool:
@@ -94,6 +111,13 @@ _PHONE_CONTEXT = _words(
     r"num[ée]ro", "number", "contact", "whatsapp", "sms", "text", "messages?", "reach", "ring",
     "answering", "dial", "standard", "ligne", "line",
 )  # fmt: skip
+_OTHER_NUMBER = re.compile(
+    r"(?:licen[cs]e|security|ssn|account|order|invoice|reference|passport|policy|tracking|serial|"
+    r"membership|identity|id|permis|compte|commande|facture|r[ée]f[ée]rence|dossier|contrat|sécu)"
+    r"\W{0,3}(?:number|no\.?|n°|#|num[ée]ro)?\W{0,3}(?:is|was|:|est|=)?\W{0,3}$",
+    re.IGNORECASE,
+)
+"""What introduces a number that is not a phone number, just before a bare digit group."""
 _CARD_CONTEXT = _words(
     "card", "carte", "cb", "visa", "mastercard", "amex", "american express", "credit", "cr[ée]dit",
     "debit", r"d[ée]bit", "payment", "paiement", "maestro", "jcb", "diners",
@@ -141,6 +165,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         ),
         0.95,
         1.0,
+        needs="@",
     ),
     Recogniser(
         "IBAN_CODE",
@@ -189,6 +214,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         1.0,
         _CARD_CONTEXT,
         _card,
+        _card_issuer,
     ),
     Recogniser(
         "PHONE_NUMBER",
@@ -230,7 +256,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         "PHONE_NUMBER",
         "phone-generic",
         re.compile(
-            r"(?<![\w+.,/:-])(?:\(?\d{2,4}\)?(?:[ .\-\u00a0]\(?\d{2,8}\)?){1,5}|\d{7,12})"
+            r"(?<![\w+./:-])(?<!\d,)(?:\(?\d{2,5}\)?(?:[ .\-\u00a0]\(?\d{2,8}\)?){1,5}|\d{7,12})"
             r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w/:]|[.,:-]\d)"
         ),
         0.3,
@@ -238,6 +264,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         _PHONE_CONTEXT,
         _phone,
         _not_amount,
+        _OTHER_NUMBER,
     ),
     Recogniser(
         "IP_ADDRESS",
@@ -258,6 +285,7 @@ RECOGNISERS: tuple[Recogniser, ...] = (
         0.95,
         _IP_CONTEXT,
         _ipv6,
+        needs=":",
     ),
     Recogniser(
         "FR_ID_CARD",
@@ -333,11 +361,37 @@ def _has_context(rec: Recogniser, text: str, start: int, end: int) -> bool:
     return rec.context.search(window) is not None
 
 
+_LONGEST = 64  # characters: longer than any match of a recogniser reported only with context
+
+
+def _windows(rec: Recogniser, text: str) -> Iterator[tuple[int, int]]:
+    """Where a match may start: everywhere, or, for a recogniser reported only with context, near
+    its context words (merged windows, so the text is read once however many words there are)."""
+    if rec.score > 0 or rec.context is None:
+        yield 0, len(text)
+        return
+    low = high = -1
+    for hit in rec.context.finditer(text):
+        start, end = max(0, hit.start() - _AFTER - _LONGEST), hit.end() + _BEFORE
+        if start > high:
+            if high >= 0:
+                yield low, high
+            low = start
+        high = max(high, end)
+    if high >= 0:
+        yield low, min(high, len(text))
+
+
 def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
-    if rec.score == 0 and rec.context is not None and rec.context.search(text) is None:
-        return  # reported only with context, and there is none anywhere in the text
-    position = 0
-    while (match := rec.pattern.search(text, position)) is not None:
+    for low, high in _windows(rec, text):
+        yield from _matches_in(rec, text, low, high)
+
+
+def _matches_in(rec: Recogniser, text: str, low: int, high: int) -> Iterator[Finding]:
+    """Matches starting in ``text[low:high]`` (read up to ``_LONGEST`` characters further)."""
+    position = low
+    stop = len(text) if high >= len(text) else high + _LONGEST
+    while (match := rec.pattern.search(text, position, stop)) is not None and match.start() < high:
         start, end = match.span()
         position = end
         if rec.type == "IBAN_CODE":  # the match may run into the next words: keep the valid IBAN only
@@ -349,6 +403,8 @@ def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
         value = text[start:end]
         if rec.validate is not None and not rec.validate(value):
             continue
+        if rec.not_after is not None and rec.not_after.search(text, max(0, start - _BEFORE), start):
+            continue
         context = _has_context(rec, text, start, end)
         if not context and rec.plausible is not None and not rec.plausible(value):
             continue
@@ -357,6 +413,11 @@ def _matches(rec: Recogniser, text: str) -> Iterator[Finding]:
             yield Finding(rec.type, start, end, rec.detector, score)
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def scan_structured(text: str, recognisers: tuple[Recogniser, ...] = RECOGNISERS) -> list[Finding]:
-    """Every structured identifier in ``text`` (overlaps not yet resolved)."""
-    return [finding for rec in recognisers for finding in _matches(rec, text)]
+    """Every structured identifier in ``text`` (overlaps not yet resolved). Recognisers whose
+    matches need a character the text lacks (most need a digit) are not run."""
+    present = {"digit": _DIGIT.search(text) is not None, "@": "@" in text, ":": ":" in text}
+    return [finding for rec in recognisers if present[rec.needs] for finding in _matches(rec, text)]

@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from socle.config import GuardPolicy, GuardrailSettings, GuardRule
-from socle.governance.guardrails.findings import Finding
+from socle.errors import BadRequestError
+from socle.governance.guardrails.findings import CATEGORIES, Finding
 
-__all__ = ["ACTION_ORDER", "Decision", "PolicyBook", "match_rule", "policy_version"]
+__all__ = ["ACTION_ORDER", "Decision", "PolicyBook", "check_policy", "match_rule", "policy_version"]
 
 ACTION_ORDER = ("allow", "log", "raise_classification", "pseudonymise", "redact", "block")
 """Actions from the mildest to the strongest."""
@@ -21,6 +22,35 @@ def policy_version(policy: GuardPolicy) -> str:
     the version still shows in the records."""
     digest = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:8]
     return f"{policy.version}.{digest}"
+
+
+def check_policy(policy: GuardPolicy) -> None:
+    """Refuse (400 ``invalid_guardrail_policy``) a policy a stored edit would make useless or
+    misleading: a rule naming no known finding type or category (a typo would silently protect
+    nothing), a ``level`` on a rule that does not raise the classification, a rule with no stage."""
+    known = {"*", *CATEGORIES, *(t for types in CATEGORIES.values() for t in types)}
+    for i, rule in enumerate(policy.rules):
+        param = f"rules[{i}]"
+        if rule.match not in known:
+            raise BadRequestError(
+                f"{param}.match {rule.match!r} is not a detector's finding type, a category or '*'. "
+                f"Categories: {', '.join(CATEGORIES)}; types: "
+                f"{', '.join(sorted(t for types in CATEGORIES.values() for t in types))}.",
+                code="invalid_guardrail_policy",
+                param=f"{param}.match",
+            )
+        if rule.level is not None and rule.action != "raise_classification":
+            raise BadRequestError(
+                f"{param}.level is only for action raise_classification (the action is {rule.action}).",
+                code="invalid_guardrail_policy",
+                param=f"{param}.level",
+            )
+        if not rule.stages:
+            raise BadRequestError(
+                f"{param}.stages is empty: the rule would never apply.",
+                code="invalid_guardrail_policy",
+                param=f"{param}.stages",
+            )
 
 
 def match_rule(policy: GuardPolicy, finding: Finding, stage: str) -> GuardRule | None:

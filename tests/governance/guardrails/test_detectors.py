@@ -72,6 +72,9 @@ def test_nir_key_and_corsica() -> None:
         ("tél. : +33 (0)1 23 45 67 89", "PHONE_NUMBER", "+33 (0)1 23 45 67 89"),
         ("call me at (415) 555-2671 ext 12", "PHONE_NUMBER", "(415) 555-2671 ext 12"),
         ("Phone: 0490 75 40 81", "PHONE_NUMBER", "0490 75 40 81"),
+        ("Mobile,07911 123 456 (after 6pm)", "PHONE_NUMBER", "07911 123 456"),  # glued by a comma
+        ("Home;Fax,4921503377", "PHONE_NUMBER", "4921503377"),
+        ("paid by credit card 0380 0000 0000 0000", "CREDIT_CARD", "0380 0000 0000 0000"),  # unknown issuer
         ("écrivez à jean.dupont+rh@mairie-lyon.fr.", "EMAIL_ADDRESS", "jean.dupont+rh@mairie-lyon.fr"),
         ("le serveur 192.168.10.254 répond", "IP_ADDRESS", "192.168.10.254"),
         ("host 2001:db8::8a2e:370:7334 is up", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
@@ -97,11 +100,24 @@ def test_structured_recognisers_find_valid_values(text: str, kind: str, value: s
         "réf. X4RTBPFW4",  # 9 characters without an ID-card context
         "version 1.2.3.4 du logiciel 2000-04-16",
         "Le budget est de 1 250 000 euros.",
+        "her social security number is 219-09-9999",  # a US SSN's shape, with the word 'number'
+        "call about licence number is 7730241",  # introduced as another kind of number
+        "order number: 0612 345 678 shipped",
+        "totals 1,2345678 on the phone",  # decimals glued by a comma to a digit
+        "ref 0380 0000 0000 0000",  # Luhn-valid, unknown issuer, no card word
     ],
 )
 def test_invalid_or_context_free_values_are_not_reported(text: str) -> None:
     kinds = set(found(text)) - {"PHONE_NUMBER"} if "budget" not in text else set(found(text))
     assert kinds <= {"IP_ADDRESS"} if "1.2.3.4" in text else not kinds, found(text)
+
+
+def test_context_only_identifiers_are_found_near_their_words_anywhere_in_a_long_text() -> None:
+    filler = "Le comité, réuni en séance plénière ordinaire, a voté le budget le 03/02/2021. " * 200
+    text = filler + "Dossier du patient ouvert ce jour : né le 14/07/1989 à Brest. " + filler
+    text += "Second file opened today, DOB: 1990-03-03. " + filler
+    spans = [text[f.start : f.end] for f in scan_structured(text) if f.type == "DATE_OF_BIRTH"]
+    assert spans == ["14/07/1989", "1990-03-03"]  # and none of the 600 meeting dates
 
 
 def test_ip_version_numbers_are_low_confidence_only_if_matched() -> None:
@@ -129,6 +145,42 @@ def test_rule_ner_names_and_addresses() -> None:
     assert ("ADDRESS", "12 bis rue de la Paix, 75002 Paris") in out
     assert ("ADDRESS", "221 Baker Street") in out
     assert not {v for t, v in out if t == "PERSON"} & {"Bonjour", "Paris", "London"}
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("What's your last name? Okonkwo", "Okonkwo"),  # a cue, then one capitalised word
+        ("Hi Radomir, the parcel is here.", "Radomir"),
+        ("The report was written by Ingrid B. Halvorsen last year.", "Ingrid B. Halvorsen"),  # initial
+        ("We met Jorien van Dalsum at the fair.", "Jorien van Dalsum"),  # particle
+        ("Merci d'appeler Solène KERGUELEN demain.", "Solène KERGUELEN"),  # surname in capitals
+        ("Je vais voir son fils Karim demain.", "Karim"),
+        ("Hauke: Are you coming tonight?", "Hauke"),  # a speaker's turn
+        ("Tsvetan, can you send it again?", "Tsvetan"),  # someone addressed
+        ("Ambroise lives on a barge.", "Ambroise"),  # what only people do
+        ("please note down Łukasz Żmuda's phone number", "Łukasz Żmuda"),  # beyond Latin-1, possessive
+        ("hello, my name is aurelio quintana and I need help", "aurelio quintana"),  # lower case
+    ],
+)
+def test_rule_ner_cues(text: str, name: str) -> None:
+    found = {text[f.start : f.end] for f in RuleNER().find(text) if f.type == "PERSON" and f.score >= 0.5}
+    assert name in found, found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subject: Quarterly Report",  # a field label, not a speaker
+        "Identifiant SIRET : 732 829 320 00074",  # an acronym is not a surname in capitals
+        "Hello World, this is Dr. Watson",  # the title is not the name
+        "Dear Sir, thank you.",
+        "Hello World, I am back",
+    ],
+)
+def test_rule_ner_cues_do_not_report(text: str) -> None:
+    found = {text[f.start : f.end] for f in RuleNER().find(text) if f.type == "PERSON" and f.score >= 0.5}
+    assert not found & {"Subject", "Identifiant SIRET", "Dr", "Sir", "World"}
 
 
 # Secrets ----------------------------------------------------------------------------------------
