@@ -28,6 +28,8 @@ from socle.gateway.routes import (
     account,
     admin,
     audit,
+    conversations,
+    feedback,
     guardrails,
     health,
     knowledge,
@@ -83,6 +85,8 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(knowledge.router)
     app.include_router(account.router)
+    app.include_router(conversations.router)
+    app.include_router(feedback.router)
     app.include_router(health.router)
     mount_console(app, settings.console)
     app.add_exception_handler(SocleError, _socle_error)  # type: ignore[arg-type]

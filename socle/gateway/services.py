@@ -14,6 +14,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from socle import egress
+from socle.assistant.conversations import Conversations
+from socle.assistant.feedback import Feedback
+from socle.assistant.sealing import Sealer
 from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
@@ -69,6 +72,10 @@ class Services:
     """Guardrails (detectors and team policies), unless ``settings.guardrails.enabled`` is false."""
     knowledge: Knowledge | None = None
     """The knowledge base (collections, ingestion worker, search), unless ``knowledge.enabled`` is off."""
+    conversations: Conversations | None = None
+    """Users' chat history (sealed at rest); always set once started."""
+    feedback: Feedback | None = None
+    """Users' ratings of their answers; always set once started."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -125,6 +132,7 @@ class Services:
             if egress_guard is not None:  # refusals of the process-wide egress guard go to the same sink
                 egress_guard.sink = residency
                 stack.callback(setattr, egress_guard, "sink", None)
+            sealer = await asyncio.to_thread(Sealer.for_settings, settings)
             guard = Guard(settings.guardrails) if settings.guardrails.enabled else None
             if guard is not None:
                 await asyncio.to_thread(guard.warm_up)  # the NER model, once per process
@@ -149,6 +157,8 @@ class Services:
                 oidc=oidc,
                 guard=guard,
                 knowledge=knowledge,
+                conversations=Conversations(db, sealer),
+                feedback=Feedback(db, sealer, audit, metrics.feedback),
             )
         return services
 
