@@ -254,6 +254,14 @@ def test_the_real_model_streams_into_the_page(page: Any, tmp_path_factory: pytes
     with run_server(settings) as server:
         login(page, server, server.admin_key, path="chat")
         answer = ask(page, "What is the capital of France?", model="smollm2-135m-instruct")
-        page.get_by_role("button", name="Send").wait_for(timeout=180_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=answer] .msg-body p')]"
+            ".map((p) => p.innerText).join(' ').trim().length > 20",
+            timeout=180_000,
+        )
         assert answer.get_by_test_id("ai-label").inner_text() == "AI-generated · smollm2-135m-instruct"
-        assert len(answer.locator(".msg-body").inner_text().strip()) > 5
+        stop = page.get_by_role("button", name="Stop")
+        if stop.is_visible():  # a long answer: stop it, as a user would
+            stop.click()
+        page.get_by_role("button", name="Send").wait_for(timeout=60_000)
+        assert len(answer.locator(".msg-body").inner_text().strip()) > 20

@@ -307,6 +307,7 @@ export default function ChatPage({ route }) {
       currentRef.current = created.id;
       setCurrent(created.id);
       navigate('chat', { c: created.id });
+      refreshHistory();
       return created.id;
     } catch (err) {
       setNotice(t('chat.history_failed', { message: err.message }));
