@@ -158,6 +158,7 @@ def test_stop_ends_the_generation_on_the_server(
     page.get_by_text("word word word word word").wait_for()
     page.get_by_role("button", name="Stop").click()
     answer.get_by_text("Answer stopped.").wait_for()
+    docs_screenshot(page, "chat-stopped")
     words = len(answer.locator(".msg-body p").first.inner_text().split())
     assert 0 < words < 400
     # The server saw the client go (status 499, not 200), the engine has nothing in flight, and the

@@ -138,7 +138,7 @@ function FeedbackDialog({ target, onClose, onSent }) {
   }
   return html`<${Dialog} open=${Boolean(target)} title=${t('chat.feedback_title')} onClose=${onClose}>
     ${target && html`<form class="form" onSubmit=${submit}>
-      <p class="muted"><${Icon} name=${target.rating === 'up' ? 'thumbs-up' : 'thumbs-down'} />
+      <p class="muted feedback-choice"><${Icon} name=${target.rating === 'up' ? 'thumbs-up' : 'thumbs-down'} />
         ${target.rating === 'up' ? t('chat.good') : t('chat.bad')}</p>
       <label class="field"><span class="field-label">${t('chat.comment_label')}</span>
         <textarea rows="4" maxlength="4000" value=${comment} onInput=${(e) => setComment(e.currentTarget.value)}></textarea>
@@ -202,7 +202,7 @@ function History({ list, current, onOpen, onNew, onDelete, onRename, onDeleteAll
           <button type="button" class="history-open" aria-current=${c.id === current ? 'true' : undefined}
             onClick=${() => onOpen(c.id)} title=${title}>${title}</button>
           <button type="button" class="icon-btn small" aria-label=${t('chat.rename', { title })} title=${t('chat.rename', { title })}
-            onClick=${() => onRename(c)}><${Icon} name="file-text" size=${15} /></button>
+            onClick=${() => onRename(c)}><${Icon} name="pencil" size=${15} /></button>
           <button type="button" class="icon-btn small" aria-label=${t('chat.delete', { title })} title=${t('chat.delete', { title })}
             onClick=${() => onDelete(c)}><${Icon} name="trash-2" size=${15} /></button>
         </li>`;
