@@ -14,6 +14,7 @@ from socle.config import ConsoleSettings, OIDCRule, OIDCSettings, load_settings
 from socle.testing.oidc_provider import OIDCTestProvider
 from socle.testing.server import RunningServer, free_port, run_server
 from tests.conftest import ADMIN_KEY, fake_engines
+from tests.console.conftest import docs_screenshot
 
 CLIENT = "socle-console"
 
@@ -73,7 +74,10 @@ def test_the_console_signs_in_through_the_identity_provider(
         lambda r: tokens.append(r.json()["access_token"]) if r.url == idp.token_endpoint and r.ok else None,
     )
     page.goto(server.url + "/#/chat")
-    page.get_by_role("button", name="Sign in with your organisation account").click()
+    sign_in = page.get_by_role("button", name="Sign in with your organisation account")
+    sign_in.wait_for()
+    docs_screenshot(page, "chat-signin")
+    sign_in.click()
     page.get_by_test_id("me-name").wait_for()
     assert page.get_by_test_id("me-name").inner_text() == "marie.curie"
     assert page.get_by_text("lab", exact=True).is_visible()

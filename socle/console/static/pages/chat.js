@@ -25,7 +25,7 @@ export const messages = {
     'chat.good': 'Bonne réponse', 'chat.bad': 'Mauvaise réponse', 'chat.thanks': 'Merci pour votre avis.',
     'chat.comment': 'Ajouter un commentaire', 'chat.feedback_title': 'Votre avis sur cette réponse',
     'chat.comment_label': 'Commentaire (facultatif)', 'chat.comment_hint': 'Ce qui n’allait pas, ou ce qui était utile. Les administrateurs le lisent.',
-    'chat.send_feedback': 'Envoyer l’avis', 'chat.source': 'Source [{n}]', 'chat.pages': 'Page {pages}',
+    'chat.send_feedback': 'Envoyer l’avis', 'chat.source': 'Source [{n}]', 'chat.pages': 'Pages',
     'chat.document': 'Document', 'chat.section': 'Section', 'chat.passage': 'Passage cité', 'chat.file': 'Fichier',
     'chat.sources': 'Sources', 'chat.abstained': 'Les documents ne répondent pas à cette question.',
     'chat.thinking': 'Rédaction…',
@@ -46,7 +46,7 @@ export const messages = {
     'chat.good': 'Good answer', 'chat.bad': 'Bad answer', 'chat.thanks': 'Thank you for your feedback.',
     'chat.comment': 'Add a comment', 'chat.feedback_title': 'Your feedback on this answer',
     'chat.comment_label': 'Comment (optional)', 'chat.comment_hint': 'What was wrong, or what helped. Administrators read it.',
-    'chat.send_feedback': 'Send feedback', 'chat.source': 'Source [{n}]', 'chat.pages': 'Page {pages}',
+    'chat.send_feedback': 'Send feedback', 'chat.source': 'Source [{n}]', 'chat.pages': 'Pages',
     'chat.document': 'Document', 'chat.section': 'Section', 'chat.passage': 'Cited passage', 'chat.file': 'File',
     'chat.sources': 'Sources', 'chat.abstained': 'The documents do not answer this question.',
     'chat.thinking': 'Writing…',
@@ -107,7 +107,7 @@ function CitationDialog({ citation, onClose }) {
     ${citation && html`<dl class="citation-meta">
         <dt>${t('chat.document')}</dt><dd data-testid="citation-title">${citation.title || citation.filename}</dd>
         ${citation.filename && html`<dt>${t('chat.file')}</dt><dd>${citation.filename}</dd>`}
-        ${pages && html`<dt>${t('chat.pages', { pages: '' }).trim()}</dt><dd>${pages}</dd>`}
+        ${pages && html`<dt>${t('chat.pages')}</dt><dd>${pages}</dd>`}
         ${citation.section_path && citation.section_path.length > 0 && html`<dt>${t('chat.section')}</dt><dd>${citation.section_path.join(' › ')}</dd>`}
       </dl>
       <h3 class="passage-title">${t('chat.passage')}</h3>
