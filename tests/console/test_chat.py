@@ -24,6 +24,7 @@ REPLY = (
     "- Ask for it in the HR portal at least two weeks ahead.\n"
     "- Your manager approves it.\n\nUnused days can be carried over until 31 March."
 )
+MARKUP = '<img src=x onerror="window.pwned=1"> <b>not bold</b> **bold** `<i>code</i>` [1]'
 LEAVE_POLICY = b"""# Leave policy
 
 ## Annual leave
@@ -37,7 +38,7 @@ portal at least two weeks ahead and approved by the manager. Unused days can be 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Fake engines: a chat model whose answer cites [1], a slow one (400 words, 20 ms apart) to stop,
-    and the knowledge base embedding with the fake model."""
+    one that answers markup, and the knowledge base embedding with the fake model."""
     settings = load_settings(
         None,
         environ={},
@@ -47,10 +48,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         engines=[
             FakeEngineConfig(name="fake", reply=REPLY, token_delay_s=0.01),
             FakeEngineConfig(name="slow", reply=" ".join(["word"] * 400), token_delay_s=0.02),
+            FakeEngineConfig(name="markup", reply=MARKUP),
         ],
         models=[
             ModelRoute(name="fake-chat", engines=["fake"]),
             ModelRoute(name="slow-chat", engines=["slow"]),
+            ModelRoute(name="markup-chat", engines=["markup"]),
         ],
         knowledge=knowledge_settings(),
     )
@@ -127,6 +130,17 @@ def test_a_streamed_answer_is_labelled_and_kept_in_the_history(
     page.get_by_text("No saved conversation.").wait_for()
     assert admin.get("/conversations").json()["data"] == []
     assert admin.get(f"/conversations/{conversation['id']}").status_code == 404
+
+
+def test_model_output_is_text_never_markup(page: Any, server: RunningServer) -> None:
+    login(page, server, server.admin_key, path="chat")
+    answer = ask(page, "Say something odd.", model="markup-chat")
+    wait_until_answered(page)
+    body = answer.locator(".msg-body")
+    assert '<img src=x onerror="window.pwned=1">' in body.inner_text()
+    assert body.locator("img, b, i").count() == 0 and body.locator("strong").inner_text() == "bold"
+    assert body.locator("code").inner_text() == "<i>code</i>"
+    assert page.evaluate("window.pwned") is None
 
 
 def test_delete_all_conversations(page: Any, server: RunningServer, admin: httpx.Client) -> None:
