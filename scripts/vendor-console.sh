@@ -21,7 +21,7 @@ LUCIDE=0.577.0
 (cd "$work" && npm install --silent "lucide-static@$LUCIDE")
 ICONS="message-square library users id-card key-round wallet brain-circuit chart-line thumbs-up thumbs-down bell server
 shield-check send square paperclip trash-2 upload file-text plus x copy check circle-alert refresh-cw search log-out
-history bot user quote external-link shield-alert gauge"
+history bot user quote external-link shield-alert gauge pencil"
 node -e '
 const fs = require("fs"); const dir = process.argv[1]; const out = {};
 for (const name of process.argv.slice(2)) {

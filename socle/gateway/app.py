@@ -29,6 +29,8 @@ from socle.gateway.routes import (
     admin,
     audit,
     guard_policies,
+    conversations,
+    feedback,
     guardrails,
     health,
     knowledge,
@@ -85,6 +87,8 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(knowledge.router)
     app.include_router(account.router)
+    app.include_router(conversations.router)
+    app.include_router(feedback.router)
     app.include_router(health.router)
     mount_console(app, settings.console)
     app.add_exception_handler(SocleError, _socle_error)  # type: ignore[arg-type]

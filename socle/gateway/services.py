@@ -14,6 +14,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from socle import egress
+from socle.assistant.conversations import Conversations
+from socle.assistant.feedback import Feedback
+from socle.assistant.sealing import Sealer
 from socle.config import Settings
 from socle.engines import build_engine
 from socle.engines.base import Engine
@@ -73,6 +76,10 @@ class Services:
     """The knowledge base (collections, ingestion worker, search), unless ``knowledge.enabled`` is off."""
     retention: RetentionSchedule | None = None
     """Scheduled pruning of the audit log, unless ``audit.prune_interval_s`` is unset."""
+    conversations: Conversations | None = None
+    """Users' chat history (sealed at rest); always set once started."""
+    feedback: Feedback | None = None
+    """Users' ratings of their answers; always set once started."""
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -141,6 +148,7 @@ class Services:
             if settings.guardrails.enabled:
                 store = PolicyStore(db, cache_s=settings.governance_cache_s)
                 guard = Guard(settings.guardrails, store=store)
+            sealer = await asyncio.to_thread(Sealer.for_settings, settings)
             if guard is not None:
                 await asyncio.to_thread(guard.warm_up)  # the NER model, once per process
             services = cls(
@@ -165,6 +173,8 @@ class Services:
                 guard=guard,
                 knowledge=knowledge,
                 retention=retention,
+                conversations=Conversations(db, sealer),
+                feedback=Feedback(db, sealer, audit, metrics.feedback),
             )
         return services
 

@@ -63,6 +63,7 @@ _ACTIONS: Final = (
     Action("account.read", "See one's own identity, team, roles and permissions (the console's start)."),
     Action("model.use", "Call the inference API (chat, completions, embeddings) on allowed models."),
     Action("model.list", "List the models one may use."),
+    Action("chat.history", "Keep, read and delete one's own conversations (the console's chat history)."),
     Action("guardrails.check", "Scan a text with the guardrails and see what one's team policy would do."),
     Action("knowledge.read", "Search and question the knowledge collections one may read."),
     Action("knowledge.write", "Create collections and upload or delete documents."),
@@ -85,7 +86,7 @@ _ACTIONS: Final = (
 ACTIONS: Final = MappingProxyType({a.name: a for a in _ACTIONS})
 """Every action a route may require, by name."""
 
-_USE = frozenset({"account.read", "model.use", "model.list", "guardrails.check"})
+_USE = frozenset({"account.read", "model.use", "model.list", "chat.history", "guardrails.check"})
 _ROLES: Final = (
     Role("admin", "Runs the platform.", frozenset(ACTIONS), org_wide=True),
     Role(

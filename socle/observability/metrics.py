@@ -48,6 +48,12 @@ class Metrics:
         self.engine_healthy = Gauge(
             "socle_engine_healthy", "1 if the engine is healthy.", ["engine"], registry=r
         )
+        self.feedback = Counter(
+            "socle_feedback",
+            "Users' ratings of answers (up or down), new or changed, by model.",
+            ["model", "rating"],
+            registry=r,
+        )
         self.usage_dropped = Gauge(
             "socle_usage_records_dropped", "Usage records that could not be written.", registry=r
         )

@@ -73,6 +73,9 @@ __all__ = [
     "BudgetReservationRow",
     "BudgetRow",
     "GuardrailPolicyRow",
+    "ConversationMessageRow",
+    "ConversationRow",
+    "FeedbackRow",
     "ModelGrantRow",
     "CLASSIFICATIONS",
     "KnowledgeChunkRow",
@@ -578,3 +581,61 @@ class KnowledgeChunkRow(Base):
     page_start: Mapped[int | None]
     page_end: Mapped[int | None]
     token_count: Mapped[int]
+
+
+# Chat history and feedback (see socle.assistant) -----------------------------------------------------
+class ConversationRow(Base):
+    """One conversation of one principal (the console's history). The title is sealed (AES-256-GCM,
+    :mod:`socle.assistant.sealing`): ``title`` holds nonce and ciphertext."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index(None, "principal_id", "updated_at"),)
+
+    id: Mapped[str] = _id()
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    team_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    title: Mapped[bytes] = mapped_column(LargeBinary)
+    model: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class ConversationMessageRow(Base):
+    """One message of a conversation. ``sealed`` holds its content and citations, encrypted."""
+
+    __tablename__ = "conversation_messages"
+    __table_args__ = (
+        Index(None, "conversation_id", "id"),
+        CheckConstraint("role IN ('user', 'assistant')", name="role"),
+    )
+
+    id: Mapped[str] = _id()
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class FeedbackRow(Base):
+    """A user's rating of one answer (one per request and user; re-rating updates it). ``model`` and
+    ``team_id`` are the rated request's, copied from its audit entry; ``comment`` is sealed."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("request_id", "principal_id"),
+        Index(None, "created_at"),
+        Index(None, "team_id", "created_at"),
+        CheckConstraint("rating IN ('up', 'down')", name="rating"),
+    )
+
+    id: Mapped[str] = _id()
+    request_id: Mapped[str] = mapped_column(String(64))
+    principal_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    rating: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()

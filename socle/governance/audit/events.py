@@ -32,6 +32,7 @@ __all__ = [
     "DenialReason",
     "EgressRefused",
     "Event",
+    "FeedbackGiven",
     "InferenceRequest",
     "KnowledgeRequest",
 ]
@@ -245,6 +246,21 @@ class AuditOutage(Event):
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackGiven(Event):
+    """A user rated one of their answers (thumbs up or down, with an optional comment)."""
+
+    type: ClassVar[str] = "feedback"
+    description: ClassVar[str] = (
+        "A user rated an answer they received: the rated request, the model, the rating and the HMAC "
+        "of the comment (the comment itself is kept, encrypted, outside the log)."
+    )
+    answer_request_id: str = ""
+    model: str = ""
+    rating: Literal["up", "down"] = "up"
+    comment_hmac: str | None = None
+
+
 _EVENTS: Final = (
     InferenceRequest,
     KnowledgeRequest,
@@ -256,6 +272,7 @@ _EVENTS: Final = (
     EgressRefused,
     AuditPrune,
     AuditOutage,
+    FeedbackGiven,
 )
 EVENT_TYPES: Final = MappingProxyType({e.type: e for e in _EVENTS})
 """Every event type, by name."""
