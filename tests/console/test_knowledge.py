@@ -196,6 +196,18 @@ def test_upload_many_files_with_progress_statuses_search_and_delete(
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.get_by_text("Nothing found for “internet allowance”.")).to_be_visible()
 
+    # Re-upload the damaged file as a readable one: a new version of the same document, then ready.
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Re-upload scan.pdf").click()
+    chooser.value.set_files(
+        {"name": "scan.txt", "mimeType": "text/plain", "buffer": b"Bicycles are parked in the yard."}
+    )
+    fixed_row = table.get_by_role("row").filter(has_text="scan.txt")
+    expect(fixed_row).to_contain_text("version 2", timeout=INGESTED_S)
+    expect(fixed_row).to_contain_text("Ready", timeout=INGESTED_S)
+    fixed = admin.get(f"/v1/collections/{collection['id']}/documents/{documents['scan.pdf']['id']}").json()
+    assert fixed["status"] == "ready" and fixed["version"] == 2 and fixed["filename"] == "scan.txt"
+
 
 def test_collections_list_and_delete_a_collection(
     page: Any, console_server: RunningServer, admin: Client
@@ -206,8 +218,15 @@ def test_collections_list_and_delete_a_collection(
         legal["id"], {"nda.txt": b"The recipient keeps the information confidential for five years."}
     )
     admin.wait(legal["id"], admin.get(f"/v1/collections/{legal['id']}/documents").json()["data"][0]["id"])
+    sealed = admin.collection("sealed", access=[])  # managed by its creator, read by nobody
+    assert sealed["permissions"] == ["write", "manage"]
     login(page, console_server, path="knowledge")
     table = page.get_by_role("table", name="Collections")
+    sealed_row = table.get_by_role("row").filter(has_text="sealed")
+    expect(sealed_row).to_contain_text("Only its managers")
+    expect(sealed_row.get_by_role("button", name="Edit sealed")).to_be_visible()
+    expect(sealed_row.get_by_role("button", name="Open sealed")).to_have_count(0)
+    expect(sealed_row.get_by_role("link")).to_have_count(0)
     legal_row = table.get_by_role("row").filter(has_text="legal")
     expect(legal_row).to_contain_text("Secret")
     expect(legal_row).to_contain_text("Contracts and NDAs")

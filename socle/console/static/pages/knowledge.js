@@ -171,15 +171,17 @@ function CollectionList() {
   const [dialog, setDialog] = useState(null); // {mode: 'create'|'edit'|'delete', collection}
   const close = () => setDialog(null);
   const open = (c) => navigate('knowledge', { collection: c.id });
+  // An admin manages every collection but reads only those whose access list lets them in.
+  const readable = (c) => (c.permissions || ['read']).includes('read');
   const columns = [
-    { key: 'name', label: t('knowledge.name'), render: (c) => html`<a href=${`#/knowledge?collection=${c.id}`}><strong>${c.name}</strong></a>
+    { key: 'name', label: t('knowledge.name'), render: (c) => html`${readable(c) ? html`<a href=${`#/knowledge?collection=${c.id}`}><strong>${c.name}</strong></a>` : html`<strong>${c.name}</strong>`}
       ${c.description && html`<div class="muted kb-small">${c.description}</div>`}` },
     { key: 'team', label: t('knowledge.team'), render: (c) => names.teams.get(c.team_id) || html`<code>${c.team_id}</code>` },
     { key: 'classification', label: t('knowledge.classification'), render: (c) => html`<${ClassBadge} value=${c.classification} />` },
     { key: 'documents', label: t('knowledge.documents'), numeric: true, render: (c) => html`<${DocumentCounts} counts=${c.documents} />` },
     { key: 'access', label: t('knowledge.access'), render: (c) => html`<${AccessSummary} collection=${c} names=${names} />` },
     { key: 'actions', label: t('knowledge.actions'), render: (c) => html`<div class="kb-actions">
-      <button class="btn small" onClick=${() => open(c)} aria-label=${t('knowledge.open_named', { name: c.name })}>${t('knowledge.open')}</button>
+      ${readable(c) && html`<button class="btn small" onClick=${() => open(c)} aria-label=${t('knowledge.open_named', { name: c.name })}>${t('knowledge.open')}</button>`}
       ${(c.permissions || []).includes('manage') && html`
         <button class="btn small" onClick=${() => setDialog({ mode: 'edit', collection: c })} aria-label=${t('knowledge.edit_named', { name: c.name })}>${t('knowledge.edit')}</button>
         <button class="btn small danger" onClick=${() => setDialog({ mode: 'delete', collection: c })} aria-label=${t('knowledge.delete_named', { name: c.name })}>
