@@ -386,6 +386,21 @@ class Catalog:
             )
             return {status: int(count) for status, count in rows}
 
+    async def status_counts_by_collection(self, collection_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Document counts by status of several collections in one query (collections listing)."""
+        counts: dict[str, dict[str, int]] = {i: {} for i in collection_ids}
+        if not counts:
+            return counts
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                select(_DOC.collection_id, _DOC.status, func.count())
+                .where(_DOC.collection_id.in_(list(counts)))
+                .group_by(_DOC.collection_id, _DOC.status)
+            )
+            for collection_id, status, count in rows:
+                counts[collection_id][status] = int(count)
+        return counts
+
     async def _org_collections(self, org_id: str) -> list[CollectionRecord]:
         async with self._db.read() as connection:
             rows = await connection.execute(select(_COL).where(_COL.org_id == org_id).order_by(_COL.name))

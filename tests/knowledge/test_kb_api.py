@@ -230,6 +230,28 @@ def test_services_read_but_cannot_write(clients: dict[str, Client]) -> None:
     assert robot.post("/v1/collections", json={"name": "robots"}).status_code == 403
 
 
+def test_collections_list_their_document_counts_and_the_callers_permissions(
+    clients: dict[str, Client], alice: Client
+) -> None:
+    collection = alice.collection("counted", org_read=True)["id"]
+    docs = alice.upload(collection, {"ok.txt": b"counted notes about owls", "bad.pdf": b"not a pdf"})
+    statuses = [alice.wait(collection, d["id"])["status"] for d in docs]
+    assert statuses[0] == "ready" and statuses[1] not in ("ready", "queued", "processing")
+    expected = {"ready": 1, statuses[1]: 1}
+    permissions = {"alice": ["read", "write", "manage"], "lead": ["read", "write", "manage"]}
+    permissions |= {"bob": ["read", "write"], "mallory": ["read"], "robot": ["read"]}
+    for name, allowed in permissions.items():
+        listed = {c["id"]: c for c in clients[name].get("/v1/collections").json()["data"]}
+        assert listed[collection]["documents"] == expected, name
+        assert listed[collection]["permissions"] == allowed, name
+        one = clients[name].get(f"/v1/collections/{collection}").json()
+        assert one["documents"] == expected and one["permissions"] == allowed, name
+    empty = alice.collection("counted-empty")
+    assert empty["permissions"] == ["read", "write", "manage"]
+    listed = {c["id"]: c for c in alice.get("/v1/collections").json()["data"]}
+    assert listed[empty["id"]]["documents"] == {}
+
+
 def _principal_id(server: RunningServer, key: str) -> str:
     async def find() -> str:
         return (await server.services.keys.authenticate(key)).principal_id

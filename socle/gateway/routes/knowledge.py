@@ -27,7 +27,8 @@ from socle.gateway.deps import NewCall, ServicesDep, check_action, require
 from socle.gateway.rag import knowledge_chat, knowledge_search, require_knowledge
 from socle.gateway.responses import JSONBytes, listing
 from socle.governance.identity import Principal
-from socle.knowledge.access import AccessEntry
+from socle.governance.rbac import allowed
+from socle.knowledge.access import AccessEntry, can_manage, can_read, can_write
 from socle.knowledge.catalog import CollectionRecord, DocumentRecord
 from socle.knowledge.retrieve import Method
 from socle.knowledge.service import Knowledge
@@ -95,10 +96,16 @@ class AnswerIn(_Body):
 SearchIn.model_rebuild()
 
 
-def _collection_dict(record: CollectionRecord, counts: dict[str, int] | None = None) -> dict[str, Any]:
+def _collection_dict(
+    record: CollectionRecord, counts: dict[str, int] | None = None, principal: Principal | None = None
+) -> dict[str, Any]:
     data = record.to_dict()
     if counts is not None:
         data["documents"] = counts
+    if principal is not None:  # what the caller may do here, so clients (the console) offer only that
+        view, writer = record.view, allowed(principal.roles, "knowledge.write")
+        checks = (("read", can_read, True), ("write", can_write, writer), ("manage", can_manage, writer))
+        data["permissions"] = [name for name, check, action in checks if action and check(view, principal)]
     return data
 
 
@@ -134,19 +141,27 @@ async def create_collection(
         team_id=body.team_id,
     )
     await audit("collection.create", "collection", record.id, team=record.team_id, after=record.to_dict())
-    return JSONBytes(_collection_dict(record), status_code=201)
+    return JSONBytes(_collection_dict(record, principal=principal), status_code=201)
 
 
-@router.get("/collections", summary="List the collections one may read or manage")
+@router.get(
+    "/collections",
+    summary="List the collections one may read or manage, with document counts and one's permissions",
+)
 async def list_collections(principal: Reader, knowledge: KnowledgeDep) -> Response:
-    return listing([c.to_dict() for c in await knowledge.catalog.list_collections(principal)])
+    catalog = knowledge.catalog
+    records = await catalog.list_collections(principal)
+    counts = await catalog.status_counts_by_collection([c.id for c in records])
+    return listing([_collection_dict(c, counts[c.id], principal) for c in records])
 
 
-@router.get("/collections/{collection_id}", summary="Get a collection and its document counts")
+@router.get(
+    "/collections/{collection_id}", summary="Get a collection, its document counts and one's permissions"
+)
 async def get_collection(collection_id: str, principal: Reader, knowledge: KnowledgeDep) -> Response:
     catalog = knowledge.catalog
     record = await catalog.collection(principal, collection_id)
-    return JSONBytes(_collection_dict(record, await catalog.status_counts(collection_id)))
+    return JSONBytes(_collection_dict(record, await catalog.status_counts(collection_id), principal))
 
 
 @router.patch("/collections/{collection_id}", summary="Change a collection's settings or access list")
@@ -166,7 +181,7 @@ async def update_collection(
         before=before.to_dict(),
         after=record.to_dict(),
     )
-    return JSONBytes(_collection_dict(record))
+    return JSONBytes(_collection_dict(record, principal=principal))
 
 
 @router.delete("/collections/{collection_id}", summary="Delete a collection and its documents")
