@@ -135,6 +135,7 @@ def test_users_and_service_accounts(page: Any, server: RunningServer, admin: htt
     bot = next(p for p in _ok(admin.get("/admin/principals"))["data"] if p["name"] == "ingest-bot")
     assert bot["kind"] == "service" and bot["disabled_at"] is None
 
+    docs_screenshot(page, "admin-users")
     row.get_by_role("button", name="Disable").click()
     page.get_by_role("dialog").get_by_role("button", name="Disable").click()
     expect(row).to_contain_text("disabled")
@@ -176,8 +177,22 @@ def test_create_a_key_see_its_secret_once_then_revoke_it(
     assert secret not in page.content()  # never shown again
     record = next(k for k in _ok(admin.get("/admin/keys"))["data"] if k["name"] == "bob-laptop")
     assert record["principal_id"] == bob["id"] and record["allowed_models"] == ["fake-chat"]
+    # More keys, for a realistic list: one with an expiry and an IP allow-list, one revoked.
+    ci = {
+        "principal_id": bob["id"],
+        "team": "labs",
+        "name": "ci-pipeline",
+        "expires_at": "2031-12-31T23:59:59Z",
+        "ip_allowlist": ["10.0.0.0/8"],
+    }
+    _ok(admin.post("/admin/keys", json=ci))
+    old = _ok(
+        admin.post("/admin/keys", json={"principal_id": bob["id"], "team": "labs", "name": "old-laptop"})
+    )
+    _ok(admin.delete(f"/admin/keys/{old['id']}"))
     page.reload()
     expect(row).not_to_contain_text("never")  # last used: just now
+    expect(keys.get_by_role("row", name="admin (SOCLE_ADMIN_KEY)")).to_contain_text("this session")
     docs_screenshot(page, "admin-keys")
 
     row.get_by_role("button", name="Revoke").click()
@@ -325,3 +340,19 @@ def test_a_team_admin_sees_their_own_team_only(page: Any, server: RunningServer,
     expect(page.get_by_role("table", name="Budgets").get_by_role("row", name="Erin Member")).to_be_visible()
     budgets = _ok(admin.get("/admin/budgets", params={"scope": "user"}))["data"]
     assert [b["budget"]["limit_tokens"] for b in budgets if b["budget"]["scope_id"] == erin["id"]] == [1000]
+
+
+@pytest.mark.parametrize("path", ["teams", "users", "keys", "budgets", "models"])
+def test_every_string_is_translated(page: Any, server: RunningServer, path: str) -> None:
+    """In French, no message key shows instead of its text (a missing key shows itself)."""
+    login(page, server)
+    page.get_by_label("Language").first.select_option("fr")
+    page.goto(f"{server.url}/#/admin/{path}")
+    page.get_by_role("heading", level=1).wait_for()
+    expect(page.get_by_role("status")).to_have_count(0)  # loaded
+    text = page.locator("main").inner_text()
+    assert not re.findall(r"\b(?:teams|users|keys|budgets|models|idlib)\.[a-z_.]+\b", text), text
+    if path in ("teams", "budgets"):  # the creation dialog too
+        page.get_by_role("button", name=re.compile("^Nouve")).first.click()
+        dialog = page.get_by_role("dialog").inner_text()
+        assert not re.findall(r"\b(?:teams|budgets|idlib)\.[a-z_.]+\b", dialog), dialog

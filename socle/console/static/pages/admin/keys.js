@@ -15,16 +15,18 @@ export const messages = {
     'keys.owner': 'Titulaire', 'keys.team': 'Équipe', 'keys.models': 'Modèles autorisés', 'keys.expires': 'Expire le',
     'keys.last_used': 'Dernière utilisation', 'keys.status': 'État', 'keys.actions': 'Actions',
     'keys.all_models': 'tous ceux de l’équipe', 'keys.never': 'jamais', 'keys.no_expiry': 'sans expiration',
-    'keys.active': 'active', 'keys.revoked': 'révoquée le {date}', 'keys.expired': 'expirée',
+    'keys.active': 'active', 'keys.revoked': 'révoquée', 'keys.expired': 'expirée',
     'keys.revoke': 'Révoquer', 'keys.revoke_q': 'Révoquer la clé {name} ({prefix}…) ? Les requêtes qui l’utilisent seront refusées dès la prochaine.',
     'keys.show_revoked': 'Afficher les clés révoquées', 'keys.filter_team': 'Équipe', 'keys.all_teams': 'Toutes',
     'keys.owner_hint': 'La clé agit avec les rôles de cette personne ou de ce service dans l’équipe.',
-    'keys.no_role': 'aucun rôle dans l’équipe', 'keys.models_hint': 'Aucune case cochée : tous les modèles permis à l’équipe.',
+    'keys.no_members': 'Cette équipe n’a aucun membre : donnez d’abord un rôle.', 'keys.models_hint': 'Aucune case cochée : tous les modèles permis à l’équipe.',
     'keys.expiry_hint': 'Facultatif. La clé cesse de fonctionner à la fin de ce jour.',
     'keys.ips': 'Adresses IP autorisées', 'keys.ips_hint': 'Facultatif. Adresses ou réseaux (10.0.0.0/8), séparés par des virgules ou des retours à la ligne.',
     'keys.name_default': 'clé', 'keys.secret_title': 'Votre nouvelle clé',
     'keys.secret_warning': 'Ce secret n’est affiché qu’une seule fois. Copiez-le maintenant et conservez-le en lieu sûr : Socle n’en garde qu’une empreinte et ne pourra pas vous le redonner.',
-    'keys.secret_label': 'Secret de la clé', 'keys.secret_done': 'Je l’ai copié', 'keys.you': '{name} (vous)',
+    'keys.secret_label': 'Secret de la clé', 'keys.secret_done': 'Je l’ai copié', 'keys.yours': 'votre session',
+    'keys.revoke_own_q': 'Révoquer la clé {name} ({prefix}…) ? C’est la clé de votre session : vous serez déconnecté.',
+    'keys.you': '{name} (vous)',
   },
   en: {
     'keys.title': 'API keys', 'keys.subtitle': 'The keys that give access to the API, per team.',
@@ -32,16 +34,18 @@ export const messages = {
     'keys.owner': 'Owner', 'keys.team': 'Team', 'keys.models': 'Allowed models', 'keys.expires': 'Expires',
     'keys.last_used': 'Last used', 'keys.status': 'Status', 'keys.actions': 'Actions',
     'keys.all_models': 'all the team’s', 'keys.never': 'never', 'keys.no_expiry': 'no expiry',
-    'keys.active': 'active', 'keys.revoked': 'revoked {date}', 'keys.expired': 'expired',
+    'keys.active': 'active', 'keys.revoked': 'revoked', 'keys.expired': 'expired',
     'keys.revoke': 'Revoke', 'keys.revoke_q': 'Revoke key {name} ({prefix}…)? Requests using it are refused from the next one.',
     'keys.show_revoked': 'Show revoked keys', 'keys.filter_team': 'Team', 'keys.all_teams': 'All',
     'keys.owner_hint': 'The key acts with this person’s or service’s roles in the team.',
-    'keys.no_role': 'no role in the team', 'keys.models_hint': 'None ticked: every model the team may use.',
+    'keys.no_members': 'This team has no members: give someone a role first.', 'keys.models_hint': 'None ticked: every model the team may use.',
     'keys.expiry_hint': 'Optional. The key stops working at the end of that day.',
     'keys.ips': 'Allowed IP addresses', 'keys.ips_hint': 'Optional. Addresses or networks (10.0.0.0/8), separated by commas or new lines.',
     'keys.name_default': 'key', 'keys.secret_title': 'Your new key',
     'keys.secret_warning': 'This secret is shown only once. Copy it now and keep it somewhere safe: Socle keeps only a hash of it and cannot show it again.',
-    'keys.secret_label': 'Key secret', 'keys.secret_done': 'I have copied it', 'keys.you': '{name} (you)',
+    'keys.secret_label': 'Key secret', 'keys.secret_done': 'I have copied it', 'keys.yours': 'this session',
+    'keys.revoke_own_q': 'Revoke key {name} ({prefix}…)? It is the key you are signed in with: you will be signed out.',
+    'keys.you': '{name} (you)',
   },
 };
 
@@ -61,12 +65,13 @@ function endOfDay(date) {
 
 function CreateKey({ me, directory, models, onCreated, onCancel }) {
   const [teamId, setTeamId] = useState(me.team.id);
-  const principals = directory.principals.filter((p) => !p.disabled_at);
+  // A key acts with its owner's roles in its team: only the team's members can hold one.
+  const member = (p) => !directory.admin || (p.bindings || []).some((b) => b.team_id === teamId);
+  const principals = directory.principals.filter((p) => !p.disabled_at && member(p));
   function label(p) {
     const name = p.id === me.id ? t('keys.you', { name: p.name }) : p.name;
     if (!directory.admin) return `${name} · ${kindLabel(p.kind)}`;
-    const roles = (p.bindings || []).filter((b) => b.team_id === teamId).map((b) => b.role);
-    return `${name} · ${roles.length ? roles.join(', ') : t('keys.no_role')}`;
+    return `${name} · ${p.bindings.filter((b) => b.team_id === teamId).map((b) => b.role).join(', ')}`;
   }
   async function submit(form) {
     const body = {
@@ -84,6 +89,7 @@ function CreateKey({ me, directory, models, onCreated, onCancel }) {
         ${directory.teams.map((team) => html`<option value=${team.id}>${team.name}</option>`)}</select><//>`}
     <${Field} label=${t('keys.owner')} hint=${t('keys.owner_hint')}>
       <select name="principal_id" required>
+        ${principals.length === 0 && html`<option value="">${t('keys.no_members')}</option>`}
         ${principals.map((p) => html`<option value=${p.id} selected=${p.id === me.id}>${label(p)}</option>`)}
       </select><//>
     <fieldset class="checks"><legend>${t('keys.models')}</legend>
@@ -106,7 +112,9 @@ function Secret({ created, onClose }) {
 }
 
 function status(key) {
-  if (key.revoked_at) return html`<${Badge} tone="danger">${t('keys.revoked', { date: fmtDate(key.revoked_at) })}<//>`;
+  if (key.revoked_at) {
+    return html`<${Badge} tone="danger">${t('keys.revoked')}<//><div class="muted small">${fmtDate(key.revoked_at)}</div>`;
+  }
   if (key.expires_at && new Date(key.expires_at) < new Date()) return html`<${Badge} tone="warn">${t('keys.expired')}<//>`;
   return html`<${Badge} tone="ok">${t('keys.active')}<//>`;
 }
@@ -130,8 +138,8 @@ export default function KeysPage() {
       const teams = byId(directory.teams);
       const rows = keys.filter((k) => showRevoked || !k.revoked_at);
       const columns = [
-        { key: 'name', label: t('keys.name'), render: (k) => html`<strong>${k.name}</strong>` },
-        { key: 'prefix', label: t('keys.prefix'), render: (k) => html`<code>${k.prefix}…</code>` },
+        { key: 'name', label: t('keys.name'), render: (k) => html`<strong>${k.name}</strong>${k.id === me.key_id ? html` <${Badge} tone="info">${t('keys.yours')}<//>` : ''}` },
+        { key: 'prefix', label: t('keys.prefix'), render: (k) => html`<code class="nowrap">${k.prefix}…</code>` },
         { key: 'owner', label: t('keys.owner'), render: (k) => nameOf(principals, k.principal_id) },
         { key: 'team', label: t('keys.team'), render: (k) => nameOf(teams, k.team_id) },
         { key: 'models', label: t('keys.models'), render: (k) => k.allowed_models
@@ -141,7 +149,7 @@ export default function KeysPage() {
         { key: 'last_used', label: t('keys.last_used'), render: (k) => (k.last_used_at ? fmtDate(k.last_used_at) : t('keys.never')) },
         { key: 'status', label: t('keys.status'), render: status },
         { key: 'actions', label: t('keys.actions'), render: (k) => !k.revoked_at && html`<${ConfirmButton}
-            label=${t('keys.revoke')} confirmLabel=${t('keys.revoke')} question=${t('keys.revoke_q', { name: k.name, prefix: k.prefix })}
+            label=${t('keys.revoke')} confirmLabel=${t('keys.revoke')} question=${t(k.id === me.key_id ? 'keys.revoke_own_q' : 'keys.revoke_q', { name: k.name, prefix: k.prefix })}
             onConfirm=${async () => {
               await api(`/v1/admin/keys/${encodeURIComponent(k.id)}`, { method: 'DELETE' });
               state.reload();
