@@ -12,7 +12,7 @@ teams of several organisations is refused as ambiguous (name the organisation, o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -257,6 +257,14 @@ class Directory:
         async with self._db.session() as session:
             return [_principal(r) for r in await session.scalars(query.order_by(PrincipalRow.created_at))]
 
+    async def principals_by_id(self, ids: Collection[str]) -> dict[str, PrincipalRecord]:
+        """The principals among ``ids`` (missing ones are left out), to name them in listings."""
+        if not ids:
+            return {}
+        query = select(PrincipalRow).where(PrincipalRow.id.in_(sorted(set(ids))))
+        async with self._db.session() as session:
+            return {r.id: _principal(r) for r in await session.scalars(query)}
+
     async def get_principal(self, org_id: str | None, principal_id: str) -> PrincipalRecord:
         async with self._db.session() as session:
             return _principal(await _principal_row(session, org_id, principal_id))
@@ -324,6 +332,14 @@ class Directory:
             )
             if not getattr(result, "rowcount", 0):
                 raise NotFoundError("No such role binding.", code="binding_not_found")
+
+    async def member_counts(self) -> dict[str, int]:
+        """How many distinct principals hold a role in each team (teams without any are left out)."""
+        query = select(TeamMemberRow.team_id, func.count(func.distinct(TeamMemberRow.principal_id))).group_by(
+            TeamMemberRow.team_id
+        )
+        async with self._db.session() as session:
+            return {team_id: count for team_id, count in (await session.execute(query)).all()}
 
     async def bindings(self, *, team_id: str | None = None, principal_id: str | None = None) -> list[Binding]:
         query = select(TeamMemberRow)

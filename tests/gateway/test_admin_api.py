@@ -221,3 +221,35 @@ def test_updates_of_teams_principals_and_keys(server: RunningServer) -> None:
             )
             assert response.status_code == 404, (method, response.text)
         assert lead_client.patch("/admin/teams/labs", json={"name": "mine"}).status_code == 403
+
+
+def test_listings_carry_member_counts_bindings_and_member_names(server: RunningServer) -> None:
+    """What the console's lists show without one request per row."""
+    with _client(server, server.admin_key) as admin:
+        team = admin.post("/admin/teams", json={"name": "labs"}).json()
+        ann = admin.post("/admin/principals", json={"kind": "user", "name": "Ann"}).json()
+        bot = admin.post("/admin/principals", json={"kind": "service", "name": "bot"}).json()
+        for principal, role in ((ann, "team-admin"), (ann, "member"), (bot, "service")):
+            bound = admin.post(
+                "/admin/teams/labs/members", json={"principal_id": principal["id"], "role": role}
+            )
+            assert bound.status_code == 201, bound.text
+        teams = {t["name"]: t for t in admin.get("/admin/teams").json()["data"]}
+        assert teams["labs"]["members"] == 2 and teams["admin"]["members"] == 1
+        assert admin.post("/admin/teams", json={"name": "empty"}).json()["id"]
+        assert {t["name"]: t["members"] for t in admin.get("/admin/teams").json()["data"]}["empty"] == 0
+        principals = {p["name"]: p for p in admin.get("/admin/principals").json()["data"]}
+        assert sorted(b["role"] for b in principals["Ann"]["bindings"]) == ["member", "team-admin"]
+        assert principals["bot"]["bindings"] == [{"team_id": team["id"], "role": "service"}]
+        admin.delete(f"/admin/principals/{bot['id']}")
+        ann_key = admin.post("/admin/keys", json={"principal_id": ann["id"], "team": "labs"}).json()["key"]
+    with _client(server, ann_key) as ann_client:  # a team admin, who may not list principals
+        members = ann_client.get("/admin/teams/labs/members").json()["data"]
+        named = {
+            (m["principal_name"], m["principal_kind"], m["role"], m["principal_disabled"]) for m in members
+        }
+        assert named == {
+            ("Ann", "user", "team-admin", False),
+            ("Ann", "user", "member", False),
+            ("bot", "service", "service", True),
+        }

@@ -22,7 +22,7 @@ from socle.gateway.admin_audit import AdminAudit
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes, listing
 from socle.gateway.services import Services
-from socle.governance.directory import Directory, TeamRecord
+from socle.governance.directory import Binding, Directory, PrincipalRecord, TeamRecord
 from socle.governance.identity import ApiKeyRecord, Principal
 from socle.governance.rbac import ROLES
 
@@ -185,14 +185,16 @@ async def delete_org(org: str, caller: Admin, audit: AdminAudit, directory: Dire
 
 
 # Teams --------------------------------------------------------------------------------------------------
-@router.get("/teams", summary="List teams (of every organisation, or of ?org=)")
+@router.get("/teams", summary="List teams (of every organisation, or of ?org=), with their member counts")
 async def list_teams(
     caller: Admin,
     directory: DirectoryDep,
     org: Annotated[str | None, Query(description="Organisation id or name")] = None,
 ) -> Response:
     org_id = (await directory.get_org(org)).id if org else None
-    return listing([_asdict(t, "team") for t in await directory.list_teams(org_id)])
+    counts = await directory.member_counts()
+    teams = await directory.list_teams(org_id)
+    return listing([{**_asdict(t, "team"), "members": counts.get(t.id, 0)} for t in teams])
 
 
 @router.post("/teams", status_code=201, summary="Create a team (in the caller's organisation, or in org)")
@@ -246,7 +248,7 @@ async def delete_team(
 
 
 # Principals ---------------------------------------------------------------------------------------------
-@router.get("/principals", summary="List users and service accounts")
+@router.get("/principals", summary="List users and service accounts, with their role bindings")
 async def list_principals(
     caller: Admin,
     directory: DirectoryDep,
@@ -254,7 +256,11 @@ async def list_principals(
     org: Annotated[str | None, Query(description="Organisation id or name")] = None,
 ) -> Response:
     org_id = (await directory.get_org(org)).id if org else None
-    return listing([_asdict(p, "principal") for p in await directory.list_principals(org_id, kind)])
+    held: dict[str, list[dict[str, str]]] = {}
+    for b in await directory.bindings():
+        held.setdefault(b.principal_id, []).append({"team_id": b.team_id, "role": b.role})
+    principals = await directory.list_principals(org_id, kind)
+    return listing([{**_asdict(p, "principal"), "bindings": held.get(p.id, [])} for p in principals])
 
 
 @router.post("/principals", status_code=201, summary="Create a user or a service account")
@@ -309,10 +315,23 @@ async def list_roles(caller: TeamManager) -> Response:
     return listing(roles)
 
 
-@router.get("/teams/{team}/members", summary="List a team's role bindings")
+@router.get("/teams/{team}/members", summary="List a team's role bindings, with each principal's name")
 async def list_members(team: str, caller: TeamManager, directory: DirectoryDep) -> Response:
     record = await team_of(directory, caller, team)
-    return listing([_asdict(b, "binding") for b in await directory.bindings(team_id=record.id)])
+    bindings = await directory.bindings(team_id=record.id)
+    names = await directory.principals_by_id({b.principal_id for b in bindings})
+    return listing([_member(b, names.get(b.principal_id)) for b in bindings])
+
+
+def _member(binding: Binding, principal: PrincipalRecord | None) -> dict[str, Any]:
+    """A binding with its principal's name and kind, so that a team admin (who may not list
+    principals) can tell the members apart."""
+    return {
+        **_asdict(binding, "binding"),
+        "principal_name": principal.name if principal else None,
+        "principal_kind": principal.kind if principal else None,
+        "principal_disabled": bool(principal and principal.disabled_at),
+    }
 
 
 @router.post("/teams/{team}/members", status_code=201, summary="Bind a principal to a role in a team")
