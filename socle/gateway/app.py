@@ -28,6 +28,7 @@ from socle.gateway.routes import (
     account,
     admin,
     audit,
+    engines,
     guardrails,
     health,
     knowledge,
@@ -76,6 +77,7 @@ def create_app(
     )
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(engines.router)
     app.include_router(access.router)
     app.include_router(usage.router)
     app.include_router(quotas.router)
