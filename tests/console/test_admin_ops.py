@@ -343,7 +343,10 @@ def test_every_string_is_translated(
         ("admin/alerts", page.get_by_role("table")),
         ("admin/engines", page.get_by_test_id("engine-fake-a")),
         (f"admin/audit?request={request_id}", page.get_by_test_id("trace-proof")),
-        ("admin/feedback", page.get_by_test_id("feedback-unavailable").or_(page.get_by_role("table"))),
+        (
+            "admin/feedback",
+            page.get_by_test_id("feedback-unavailable").or_(page.get_by_test_id("feedback-total")),
+        ),
     ):
         page.goto(f"{ops_server.url}/#/{path}")
         ready.wait_for()

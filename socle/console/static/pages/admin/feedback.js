@@ -7,7 +7,7 @@ import { Page, Table, Field, Icon, ErrorBox, Loading } from '../../lib/ui.js';
 
 export const messages = {
   fr: {
-    'feedback.title': 'Avis des utilisateurs', 'feedback.subtitle': 'Les votes 👍 / 👎 et commentaires donnés aux réponses dans la discussion. Chaque avis mène à la trace de sa réponse.',
+    'feedback.title': 'Avis des utilisateurs', 'feedback.subtitle': 'Les votes « utile » / « pas utile » et les commentaires donnés aux réponses dans la discussion. Chaque avis mène à la trace de sa réponse.',
     'feedback.unavailable': 'Les avis ne sont pas disponibles sur ce serveur (version sans l’API des avis).',
     'feedback.total': 'Avis', 'feedback.up': 'Utiles', 'feedback.down': 'Pas utiles', 'feedback.share': 'Part d’avis positifs',
     'feedback.rating': 'Vote', 'feedback.all': 'Tous', 'feedback.model': 'Modèle', 'feedback.team': 'Équipe (nom ou id)',
@@ -18,7 +18,7 @@ export const messages = {
     'feedback.table': 'Avis des utilisateurs', 'feedback.no_comment': 'sans commentaire', 'feedback.filters': 'Filtres', 'feedback.refresh': 'Actualiser',
   },
   en: {
-    'feedback.title': 'User feedback', 'feedback.subtitle': 'The 👍 / 👎 votes and comments users gave answers in the chat. Each one leads to its answer’s trace.',
+    'feedback.title': 'User feedback', 'feedback.subtitle': 'The helpful / not helpful votes and comments users gave answers in the chat. Each one leads to its answer’s trace.',
     'feedback.unavailable': 'Feedback is not available on this server (a version without the feedback API).',
     'feedback.total': 'Ratings', 'feedback.up': 'Helpful', 'feedback.down': 'Not helpful', 'feedback.share': 'Share of helpful ratings',
     'feedback.rating': 'Rating', 'feedback.all': 'All', 'feedback.model': 'Model', 'feedback.team': 'Team (name or id)',
