@@ -22,7 +22,8 @@ from socle.observability.usage import UsageRecord
 from socle.storage.dialects import sync_url
 from socle.testing.server import RunningServer, run_server
 from tests.conftest import ADMIN_KEY
-from tests.console.conftest import docs_screenshot, login
+from tests.console.conftest import docs_screenshot
+from tests.console.conftest import login as sign_in
 
 REPLY = "Bonjour, voici la réponse."
 
@@ -47,9 +48,21 @@ def _settings(data: Path) -> Settings:
             ModelRoute(name="fake-chat", engines=["fake-a", "fake-b"]),
             ModelRoute(name="large-chat", engines=["eu-large", "eu-large-backup"]),
         ],
-        health_check_interval_s=0.5,
+        health_check_interval_s=2.0,  # probes time out after as long: not too short under load
         usage={"flush_interval_s": 0.1},
     )
+
+
+def login(page: Any, server: RunningServer, *, path: str = "") -> None:
+    """Sign in, let the shell land on its first page, then open ``#/path``.
+
+    (conftest's ``login(path=...)`` can race the shell's redirect to its first page, which then
+    replaces the requested page; waiting for the landing page first avoids it.)
+    """
+    sign_in(page, server)
+    page.locator("nav a[aria-current='page']").wait_for()
+    if path:
+        page.goto(f"{server.url}/#/{path}")
 
 
 def _admin(server: RunningServer) -> httpx.Client:
