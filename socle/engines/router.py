@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from socle.config import ModelRoute
@@ -51,6 +52,11 @@ class Slot:
     in_flight: int = 0
     healthy: bool = True
     detail: str = ""
+    checked_at: datetime | None = None
+    """When a health probe last ran (``None``: not yet)."""
+    last_error: str = ""
+    """The last failure seen, by a call or a probe (kept after recovery, for the console)."""
+    last_error_at: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -226,6 +232,7 @@ class Router:
         if isinstance(exc, EngineError):
             log.warning("engine %s failed, failing over: %s", slot.name, exc)
             slot.healthy, slot.detail = False, str(exc)
+            slot.last_error, slot.last_error_at = str(exc), datetime.now(UTC)
             if self._on_change:
                 self._on_change(slot)
 
@@ -242,7 +249,9 @@ class Router:
             ok, detail = False, f"health probe failed: {exc!r}"
         if ok != slot.healthy:
             log.warning("engine %s is now %s %s", slot.name, "healthy" if ok else "unhealthy", detail)
-        slot.healthy, slot.detail = ok, detail
+        slot.healthy, slot.detail, slot.checked_at = ok, detail, datetime.now(UTC)
+        if not ok:
+            slot.last_error, slot.last_error_at = detail, slot.checked_at
         if self._on_change:
             self._on_change(slot)
 

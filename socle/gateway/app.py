@@ -29,6 +29,7 @@ from socle.gateway.routes import (
     admin,
     audit,
     conversations,
+    engines,
     feedback,
     guard_policies,
     guardrails,
@@ -79,6 +80,7 @@ def create_app(
     )
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(engines.router)
     app.include_router(access.router)
     app.include_router(usage.router)
     app.include_router(quotas.router)

@@ -94,6 +94,8 @@ def login(page: Any, server: RunningServer, key: str = ADMIN_KEY, *, path: str =
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_test_id("me-name").wait_for()
+    # The shell lands on the first page it allows; opening another before that could be overridden.
+    page.locator("nav a[aria-current='page']").wait_for()
     if path:
         page.goto(f"{server.url}/#/{path}")
 
