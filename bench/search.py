@@ -2,7 +2,8 @@
 
 Builds a knowledge base of 100,000 chunks (20 collections x 50 documents x 100 chunks of SciFact
 sentences, random unit embeddings of 384 dimensions: latency does not depend on their values) in a
-fresh SQLite database (or PostgreSQL from pgserver with ``--backend postgresql``). The caller may read
+fresh SQLite database, PostgreSQL from pgserver (``--backend postgresql``), or both one after the other
+(``--backend both``, so the two stores are compared in the same run). The caller may read
 half of the collections, and a tenth of the documents in those narrow their access list to someone
 else: every search runs with a real access scope computed by the catalog.
 
@@ -13,7 +14,7 @@ the process (the latter is what a busy machine inflates least). Goals (issue 5):
 P95 <= 250 ms without reranking. Then one small document is uploaded and ingested by the real worker
 (MiniLM) and the time until keyword search finds it is printed (goal: within 5 s).
 
-    python bench/search.py [--chunks 100000] [--queries 200] [--backend sqlite|postgresql]
+    python bench/search.py [--chunks 100000] [--queries 200] [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -212,18 +213,20 @@ def main() -> None:
     )
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
     args = parser.parse_args()
     print(machine_line())
-    with ExitStack() as stack:
-        if args.backend == "postgresql":
-            from socle.testing.postgres import start_postgres
+    for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
+        with ExitStack() as stack:
+            if backend == "postgresql":
+                from socle.testing.postgres import start_postgres
 
-            server = stack.enter_context(start_postgres())
-            url = stack.enter_context(server.database())
-        else:
-            url = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory(prefix='socle-bench-search-'))}/kb.db"
-        asyncio.run(main_async(args, url))
+                server = stack.enter_context(start_postgres())
+                url = stack.enter_context(server.database())
+            else:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="socle-bench-search-"))
+                url = f"sqlite:///{folder}/kb.db"
+            asyncio.run(main_async(args, url))
 
 
 if __name__ == "__main__":

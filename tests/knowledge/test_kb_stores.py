@@ -20,6 +20,7 @@ from socle.testing.knowledge_store import (
     chunk,
     make_collection,
     make_document,
+    unit,
 )
 
 
@@ -109,5 +110,49 @@ async def test_sqlite_keyword_pruning_returns_the_full_rankings_top_k(
                 s.key for s in full if round(s.score, 9) > last
             }
         assert second >= 5  # the second query ran too, not only the first
+    finally:
+        await db.close()
+
+
+@pytest.mark.anyio
+async def test_migration_0010_moves_embeddings_and_back(database_url: str) -> None:
+    """PostgreSQL: embeddings move to ``kb_index_vectors`` and back on downgrade, searches unchanged."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from socle.storage.dialects import sync_url
+    from socle.storage.migrations import alembic_config
+
+    db = Database(database_url)
+    await db.migrate()
+    try:
+        store = build_store(db)
+        await store.start()
+        collection = await make_collection(db)
+        doc = await make_document(db, collection)
+        vectors = [unit(1.0), unit(0.0, 1.0), unit(0.6, 0.8)]
+        await store.replace_document(
+            doc, collection, [chunk(f"text {i}", v, i) for i, v in enumerate(vectors)]
+        )
+        scope = Scope(frozenset({collection}))
+        before = await store.vector_search(unit(0.0, 1.0), scope, 3)
+        engine = create_engine(sync_url(database_url), poolclass=NullPool)
+        try:
+            with engine.connect() as connection, connection.begin():
+                command.downgrade(alembic_config(connection), "0008")
+            if db.backend == "postgresql":
+                async with db.read() as connection:
+                    rows = await connection.execute(
+                        text("SELECT count(*) FROM kb_index_search WHERE embedding IS NOT NULL")
+                    )
+                    assert rows.scalar_one() == 3
+            with engine.connect() as connection, connection.begin():
+                command.upgrade(alembic_config(connection), "head")
+        finally:
+            engine.dispose()
+        assert await store.vector_search(unit(0.0, 1.0), scope, 3) == before
+        assert len(await store.keyword_search("text", scope, 3)) == 3
+        await store.aclose()
     finally:
         await db.close()
