@@ -46,7 +46,7 @@ from socle.knowledge.catalog import Catalog  # noqa: E402
 from socle.knowledge.retrieve import Retriever  # noqa: E402
 from socle.knowledge.service import Knowledge  # noqa: E402
 from socle.knowledge.stores import build_store  # noqa: E402
-from socle.knowledge.stores.base import ChunkInput  # noqa: E402
+from socle.knowledge.stores.base import ChunkInput, KnowledgeStore, Scope  # noqa: E402
 from socle.storage.db import Database  # noqa: E402
 from socle.storage.models import (  # noqa: E402
     KnowledgeCollectionRow,
@@ -164,7 +164,34 @@ async def measure(
             assert all(h.document.id not in scope.exclude_documents for h in hits)
         print(f"  {method:<7} {percentiles(samples)}   CPU time {percentiles(cpu)}   (k=10)")
     print(f"  MiniLM query embedding alone: {percentiles(embed_ms)}")
+    if db.backend == "sqlite":
+        await keyword_peer(db, store, scope, queries)
     await store.aclose()
+
+
+async def keyword_peer(db: Database, store: KnowledgeStore, scope: Scope, queries: list[str]) -> None:
+    """The SQLite store's keyword search against its peer in the same run: the same FTS5 bm25() query
+    ranking every chunk that holds any query term (what the store did before driving by rare terms)."""
+    from socle.knowledge.analysis import query_terms
+    from socle.knowledge.stores.sqlite import _rank
+
+    for k in (10, 50):  # 50: the depth hybrid search asks of each search
+        plain, pruned = [], []
+        for query in queries:
+            terms = query_terms(query)
+            c = time.process_time()
+            async with db.read() as connection:
+                full = await _rank(connection, terms, [], scope, k)
+            plain.append((time.process_time() - c) * 1000)
+            c = time.process_time()
+            found = await store.keyword_search(query, scope, k)
+            pruned.append((time.process_time() - c) * 1000)
+            assert [round(h.score, 6) for h in found] == [round(h.score, 6) for h in full], query
+        ratio = statistics.median(pruned) / statistics.median(plain)
+        print(
+            f"  keyword k={k}: store CPU {percentiles(pruned)}   ranking every match CPU "
+            f"{percentiles(plain)}   store/peer P50 {ratio:.2f}, same scores"
+        )
 
 
 async def freshness(db: Database, principal: Principal, engine: SentenceEmbeddingsEngine) -> None:
