@@ -6,6 +6,11 @@ answer: every marker that names a chunk actually given is mapped to that chunk (
 pages, passage); every other marker (``[7]`` when five sources were given, ``[0]``) is removed from the
 text and counted, so an answer can never point at a source that was not in its context.
 
+A streamed answer is checked as it arrives by :class:`CitationStream`, the same code the whole-text
+:func:`resolve_citations` runs: it holds back only a tail that could still become a marker (``" ["``,
+``"[1, "``), so the streamed text, joined, is exactly what the whole answer gives, and its citations
+are the same.
+
 When retrieval finds nothing relevant (:func:`relevant`: no chunk at least ``min_similarity``-similar
 to the question), the answer says so (:func:`abstention`) and no model is called: nothing to invent
 from.
@@ -21,9 +26,19 @@ from typing import Any
 from socle.knowledge.analysis import detect_language, tokens
 from socle.knowledge.retrieve import Hit
 
-__all__ = ["Cited", "abstention", "build_context", "citation_dicts", "relevant", "resolve_citations"]
+__all__ = [
+    "CitationStream",
+    "Cited",
+    "abstention",
+    "build_context",
+    "citation_dicts",
+    "relevant",
+    "resolve_citations",
+]
 
 _MARKER = re.compile(r"\s?\[(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\]")
+_UNFINISHED = re.compile(r"(?:\s|\s?\[(?:\d{1,4}(?:\s*[,;]\s*\d{1,4})*(?:\s*(?:[,;]\s*)?)?)?)\Z")
+"""A text end that a marker could still grow from: every proper prefix of a ``_MARKER`` match."""
 _INSTRUCTIONS = {
     "en": (
         "Answer the question using only the numbered sources below. Cite the sources you use with their "
@@ -104,25 +119,61 @@ def _pages(hit: Hit) -> str:
     return f"p. {start}" if end in (None, start) else f"pp. {start}-{end}"
 
 
-def resolve_citations(text: str, sources: Sequence[Hit]) -> Cited:
-    """Keep the markers that name a given source, remove and count the others."""
-    citations: dict[int, Hit] = {}
-    removed = 0
+class CitationStream:
+    """Checks the markers of an answer arriving in pieces: :meth:`feed` returns the text that can be
+    shown now, :meth:`close` the rest, :meth:`cited` the outcome.
 
-    def replace(match: re.Match[str]) -> str:
-        nonlocal removed
+    Why the joined output equals a check of the whole text: only the tail that could still grow into a
+    marker is held back (the leftmost position from which the text so far is an unfinished marker), so
+    no marker of the whole text straddles a cut, and each part released is matched exactly as it would be
+    in the whole text.
+    """
+
+    def __init__(self, sources: Sequence[Hit]) -> None:
+        self._sources = sources
+        self._pending = ""
+        self._parts: list[str] = []
+        self.citations: dict[int, Hit] = {}
+        self.removed = 0
+
+    def feed(self, text: str) -> str:
+        pending = self._pending + text
+        unfinished = _UNFINISHED.search(pending)
+        cut = unfinished.start() if unfinished is not None else len(pending)
+        self._pending = pending[cut:]
+        return self._release(pending[:cut])
+
+    def close(self) -> str:
+        rest, self._pending = self._pending, ""
+        return self._release(rest)
+
+    def cited(self) -> Cited:
+        """What was released so far, with its citations (call after :meth:`close`)."""
+        return Cited("".join(self._parts), dict(sorted(self.citations.items())), self.removed)
+
+    def _release(self, text: str) -> str:
+        checked = _MARKER.sub(self._replace, text) if "[" in text else text
+        self._parts.append(checked)
+        return checked
+
+    def _replace(self, match: re.Match[str]) -> str:
         numbers = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))]
-        kept = [n for n in numbers if 1 <= n <= len(sources)]
-        removed += len(numbers) - len(kept)
+        kept = [n for n in numbers if 1 <= n <= len(self._sources)]
+        self.removed += len(numbers) - len(kept)
         for n in kept:
-            citations.setdefault(n, sources[n - 1])
+            self.citations.setdefault(n, self._sources[n - 1])
         if not kept:
             return ""
         space = " " if match.group(0).startswith((" ", "\n", "\t")) else ""
         return space + "[" + ", ".join(str(n) for n in kept) + "]"
 
-    cleaned = _MARKER.sub(replace, text)
-    return Cited(cleaned, dict(sorted(citations.items())), removed)
+
+def resolve_citations(text: str, sources: Sequence[Hit]) -> Cited:
+    """Keep the markers that name a given source, remove and count the others."""
+    stream = CitationStream(sources)
+    stream.feed(text)
+    stream.close()
+    return stream.cited()
 
 
 def citation_dicts(cited: Cited) -> list[dict[str, Any]]:

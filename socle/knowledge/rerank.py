@@ -34,6 +34,11 @@ class CrossEncoderReranker:
     def _load(self) -> None:
         offline_environment()
         directory = resolve_model_path(self._path)
+        if not directory.is_dir():
+            raise ConfigError(
+                f"knowledge.reranker_path: {self._path!r} is not a directory ({directory} not found); it "
+                "must be a local cross-encoder directory (config.json, tokenizer files, model.safetensors)"
+            )
         verify_sha256(directory / "model.safetensors", self._sha256, what="knowledge reranker")
         try:
             from sentence_transformers import CrossEncoder
@@ -42,7 +47,9 @@ class CrossEncoderReranker:
                 str(directory), device="cpu", local_files_only=True, trust_remote_code=False
             )
         except (OSError, ValueError, ImportError) as exc:
-            raise ConfigError(f"cannot load the reranker from {directory}: {exc}") from exc
+            raise ConfigError(
+                f"knowledge.reranker_path: cannot load a cross-encoder from {directory}: {exc}"
+            ) from exc
 
     async def __call__(self, query: str, passages: list[str]) -> list[float]:
         if not passages:

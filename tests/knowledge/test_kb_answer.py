@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from socle.governance.identity import Principal
 from socle.knowledge.access import (
     AccessEntry,
@@ -14,7 +17,7 @@ from socle.knowledge.access import (
     document_allows,
     higher_classification,
 )
-from socle.knowledge.answer import build_context, relevant, resolve_citations
+from socle.knowledge.answer import CitationStream, build_context, relevant, resolve_citations
 from socle.knowledge.catalog import CollectionRecord, DocumentRecord
 from socle.knowledge.retrieve import Hit, rrf
 from socle.knowledge.stores.base import Chunk, Scored
@@ -42,6 +45,54 @@ def test_markers_naming_no_given_source_are_removed_and_counted() -> None:
     assert (
         resolve_citations("Only [9].", []).text == "Only." and resolve_citations("Only [9].", []).removed == 1
     )
+
+
+PIECES = st.sampled_from(
+    [
+        "[",
+        "]",
+        "1",
+        "2",
+        "7",
+        "12",
+        ",",
+        ";",
+        " ",
+        "\n",
+        "word",
+        ".",
+        "[1]",
+        " [2]",
+        "[3, 1]",
+        "[0]",
+        " [9]",
+        "x[2",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(pieces=st.lists(PIECES, max_size=40), cuts=st.lists(st.integers(0, 200), max_size=12))
+def test_a_streamed_answer_is_checked_exactly_as_the_whole_answer(pieces: list[str], cuts: list[int]) -> None:
+    text = "".join(pieces)
+    sources = [hit(1), hit(2), hit(3)]
+    stream = CitationStream(sources)
+    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    streamed = [stream.feed(text[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    streamed.append(stream.close())
+    whole = resolve_citations(text, sources)
+    assert "".join(streamed) == whole.text == stream.cited().text
+    assert stream.cited().citations == whole.citations and stream.removed == whole.removed
+
+
+def test_only_a_possible_marker_is_held_back() -> None:
+    stream = CitationStream([hit(1)])
+    assert stream.feed("The rule applies") == "The rule applies"
+    assert stream.feed(" [") == ""  # could become " [1]" or " [9]" (removed with its space)
+    assert stream.feed("9") == ""
+    assert stream.feed("] everywhere [1") == " everywhere"
+    assert stream.feed("]. [x]") == " [1]. [x]"
+    assert stream.close() == "" and stream.removed == 1 and list(stream.citations) == [1]
 
 
 def test_context_numbers_sources_within_the_budget() -> None:

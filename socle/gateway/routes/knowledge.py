@@ -355,6 +355,7 @@ async def answer(
         knowledge=KnowledgeOptions(collections=body.collections, k=body.k),
     )
     result = await knowledge_chat(services, call, request)
+    assert isinstance(result, dict)  # the request above does not stream
     extra = result["knowledge"]
     return JSONBytes(
         {

@@ -13,6 +13,7 @@ section path (prefixed by the attachment name for attachments) and its page rang
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ from socle.knowledge.ingest.tokens import Tokenizer, default_tokenizer
 __all__ = ["ChunkDraft", "chunk", "iter_chunks"]
 
 _SENTENCE = re.compile(r"(?<=[.!?;:。])\s+|\n+")
+_CHARS_PER_TOKEN = 32
+"""A unit's character cap per token of ``max_tokens``: text averages 4-6 characters a token, but a
+WordPiece tokenizer reads a 2 MB unspaced blob as one ``[UNK]``, which must not become a 2 MB chunk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class _Packer:
         self.max, self.overlap, self.tokenizer, self.title = max_tokens, overlap_tokens, tokenizer, title
         self.units: list[_Unit] = []
         self.tokens = 0
+        self.chars = 0
         self.path: tuple[str, ...] = ()
         self.ordinal = 0
         self.tables = 0
@@ -70,7 +75,8 @@ class _Packer:
                 yield from self.add(_Unit(first.text, first.tokens, first.page, table=first.table), path)
         header = self._header_for(unit)
         need = unit.tokens + (header.tokens if header is not None else 0)
-        if self.units and self.tokens + need > self.max:
+        full = self.chars + len(unit.text) > self.max * _CHARS_PER_TOKEN
+        if self.units and (self.tokens + need > self.max or full):
             carried = self._overlap(unit)
             yield from self.flush()
             header = self._header_for(unit)
@@ -97,31 +103,47 @@ class _Packer:
     def _append(self, unit: _Unit) -> None:
         self.units.append(unit)
         self.tokens += unit.tokens
+        self.chars += len(unit.text)
 
     def _overlap(self, following: _Unit) -> list[_Unit]:
         """Trailing units to repeat before ``following``; rows only if it continues their table."""
         if self.overlap == 0:
             return []
         kept: list[_Unit] = []
-        total = 0
+        total = chars = 0
         for unit in reversed(self.units):
             foreign_row = unit.table and unit.table != following.table
-            if unit.header or unit.heading or foreign_row or total + unit.tokens > self.overlap:
+            too_long = (
+                total + unit.tokens > self.overlap or chars + len(unit.text) > self.overlap * _CHARS_PER_TOKEN
+            )
+            if unit.header or unit.heading or foreign_row or too_long:
                 if not kept and not unit.table and not unit.heading:
                     return self._tail_words(unit)
                 break
             kept.insert(0, unit)
             total += unit.tokens
+            chars += len(unit.text)
         return kept
 
     def _tail_words(self, unit: _Unit) -> list[_Unit]:
-        words = unit.text.split()
-        counts = self.tokenizer.count_many(words)
-        total, start = 0, len(words)
-        while start > 0 and total + counts[start - 1] <= self.overlap:
-            start -= 1
-            total += counts[start]
-        return [_Unit(" ".join(words[start:]), total, unit.page)] if start < len(words) else []
+        """The longest tail of ``unit`` that starts a word and fits the overlap. Only the unit's end is
+        tokenized (``overlap`` x 8 characters), unless the overlap could reach further back."""
+        text, max_chars = unit.text, self.overlap * _CHARS_PER_TOKEN
+        for size in (self.overlap * 8, len(text)):
+            offset = max(0, len(text) - size)
+            piece = text[offset:]
+            spans = self.tokenizer.spans(piece)
+            tail = len(spans)
+            for index in range(len(spans) - 1, -1, -1):
+                if len(spans) - index > self.overlap or len(piece) - spans[index][0] > max_chars:
+                    break  # the overlap is full: the tail found so far is the answer
+                if spans[index][0] > (spans[index - 1][1] if index else 0) or offset == index == 0:
+                    tail = index  # a token that starts a word
+            else:
+                if offset:  # reached the start of the piece: the overlap may reach further back
+                    continue
+            return [_Unit(piece[spans[tail][0] :], len(spans) - tail, unit.page)] if tail < len(spans) else []
+        return []  # pragma: no cover - the last size is the whole unit
 
     def section_break(self) -> Iterator[ChunkDraft]:
         """A heading or an attachment starts: close the chunk unless it holds only headings."""
@@ -140,7 +162,7 @@ class _Packer:
         text = "".join(parts)
         pages = [u.page for u in self.units if u.page is not None]
         count = self.tokenizer.count(text)
-        self.units, self.tokens = [], 0
+        self.units, self.tokens, self.chars = [], 0, 0
         if not text.strip():
             return
         yield ChunkDraft(
@@ -199,45 +221,83 @@ def _units(block: Block, packer: _Packer) -> Iterator[_Unit]:
     if block.kind == "table":
         yield from _table_units(block, packer)
         return
-    tokens = tokenizer.count(block.text)
-    if tokens <= limit:
-        yield _Unit(block.text, tokens, block.page, heading=block.kind == "heading")
+    spans = tokenizer.spans(block.text)
+    if len(spans) <= limit and len(block.text) <= limit * _CHARS_PER_TOKEN:
+        yield _Unit(block.text, len(spans), block.page, heading=block.kind == "heading")
         return
-    yield from _split(block.text, block.page, tokenizer, limit)
+    yield from _split(block.text, block.page, tokenizer, limit, spans)
 
 
-def _split(text: str, page: int | None, tokenizer: Tokenizer, limit: int) -> Iterator[_Unit]:
-    """A text longer than ``limit``: its sentences, and windows of words for overlong sentences."""
-    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
-    for sentence, tokens in zip(sentences, tokenizer.count_many(sentences), strict=True):
-        if tokens <= limit:
-            yield _Unit(sentence, tokens, page)
-            continue
-        words = sentence.split()
-        window: list[str] = []
-        total = 0
-        for word, count in zip(words, tokenizer.count_many(words), strict=True):
-            if window and total + count > limit:
-                yield _Unit(" ".join(window), total, page)
-                window, total = [], 0
-            if count > limit:  # a single "word" longer than a chunk (a hash, a URL): cut by characters
-                yield from _cut_word(word, page, tokenizer, limit)
-                continue
-            window.append(word)
-            total += count
-        if window:
-            yield _Unit(" ".join(window), total, page)
+def _split(
+    text: str, page: int | None, tokenizer: Tokenizer, limit: int, spans: list[tuple[int, int]] | None = None
+) -> Iterator[_Unit]:
+    """A text longer than ``limit``: its sentences, and windows of words for overlong sentences.
+
+    One tokenizer pass gives every token's character range; sentences and windows are then ranges of
+    tokens, found by bisection and one scan, so the time is linear in the text however long its
+    sentences (re-tokenizing each sentence and then each word of an overlong one cost five passes).
+    """
+    spans = tokenizer.spans(text) if spans is None else spans
+    starts = [start for start, _ in spans]
+    position = 0
+    for separator in [*_SENTENCE.finditer(text), None]:
+        end = separator.start() if separator is not None else len(text)
+        if text[position:end].strip():
+            first, last = bisect_left(starts, position), bisect_left(starts, end)
+            if last - first <= limit and end - position <= limit * _CHARS_PER_TOKEN:
+                yield _Unit(text[position:end], last - first, page)
+            else:
+                yield from _windows(text, spans, first, last, page, tokenizer, limit)
+        position = separator.end() if separator is not None else end
 
 
-def _cut_word(word: str, page: int | None, tokenizer: Tokenizer, limit: int) -> Iterator[_Unit]:
-    size = max(1, len(word) * limit // max(tokenizer.count(word), 1))
-    while word:
-        piece, size_now = word[:size], size
-        while tokenizer.count(piece) > limit and size_now > 1:
-            size_now //= 2
-            piece = word[:size_now]
-        yield _Unit(piece, tokenizer.count(piece), page)
-        word = word[len(piece) :]
+def _windows(
+    text: str,
+    spans: list[tuple[int, int]],
+    first: int,
+    last: int,
+    page: int | None,
+    tokenizer: Tokenizer,
+    limit: int,
+) -> Iterator[_Unit]:
+    """Tokens ``first..last`` of ``text`` in windows of at most ``limit`` tokens and ``limit *
+    _CHARS_PER_TOKEN`` characters, each ending at a word boundary (a gap between two tokens) when the
+    window has one; only a "word" longer than a window (a hash, an unspaced script) is cut inside, and
+    those pieces are counted again (a word's tail tokenizes differently alone)."""
+    max_chars = limit * _CHARS_PER_TOKEN
+    done = spans[first][0]  # tokens may share characters (byte-level BPE): never emit one twice
+    while first < last:
+        begin = max(spans[first][0], done)
+        stop = first + 1
+        while stop < last and stop - first < limit and spans[stop][1] - begin <= max_chars:
+            stop += 1
+        cut = stop
+        while cut > first + 1 and cut < last and spans[cut][0] <= spans[cut - 1][1]:
+            cut -= 1  # back to the last word boundary in the window
+        inside = cut < last and spans[cut][0] <= spans[cut - 1][1]
+        if inside:
+            cut = stop
+        end = max(spans[cut - 1][1], begin)
+        if inside or end - begin > max_chars:
+            yield from _counted(text, begin, end, page, tokenizer, limit)
+        else:
+            yield _Unit(text[begin:end], cut - first, page)
+        first, done = cut, end
+
+
+def _counted(
+    text: str, begin: int, end: int, page: int | None, tokenizer: Tokenizer, limit: int
+) -> Iterator[_Unit]:
+    """``text[begin:end]`` in pieces of at most ``limit`` tokens (counted) and the character cap."""
+    max_chars = limit * _CHARS_PER_TOKEN
+    while begin < end:
+        size = min(end - begin, max_chars)
+        count = tokenizer.count(text[begin : begin + size])
+        while count > limit and size > 1:
+            size //= 2
+            count = tokenizer.count(text[begin : begin + size])
+        yield _Unit(text[begin : begin + size], count, page)
+        begin += size
 
 
 def _table_units(block: Block, packer: _Packer) -> Iterator[_Unit]:

@@ -9,11 +9,14 @@ about a million tokens a second). Any object with ``count`` and ``count_many`` c
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 __all__ = ["HuggingFaceTokenizer", "Tokenizer", "WhitespaceTokenizer", "default_tokenizer"]
+
+_WORD = re.compile(r"\S+")
 
 
 @runtime_checkable
@@ -24,6 +27,10 @@ class Tokenizer(Protocol):
 
     def count_many(self, texts: Sequence[str]) -> list[int]: ...
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Each token's ``(start, end)`` character offsets in ``text``, in order (``len`` = ``count``)."""
+        ...
+
 
 class WhitespaceTokenizer:
     """One token per whitespace-separated word: a dependency-free stand-in (tests, other models)."""
@@ -33,6 +40,9 @@ class WhitespaceTokenizer:
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         return [len(text.split()) for text in texts]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
 
 
 class HuggingFaceTokenizer:
@@ -53,6 +63,9 @@ class HuggingFaceTokenizer:
             return []
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [len(e.ids) for e in encodings]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
 
 
 @functools.cache

@@ -1,8 +1,10 @@
-"""The scale-out store: PostgreSQL full-text search and pgvector, in one table per chunk.
+"""The scale-out store: PostgreSQL full-text search and pgvector, one row per chunk in each index.
 
-``kb_index_search`` holds each chunk's terms as a ``tsvector`` (GIN index) and its embedding as a
-pgvector ``vector``, next to its collection and document ids, so that both searches are one statement
-over one table with the scope in their ``WHERE``: PostgreSQL ranks only what the caller may read.
+``kb_index_search`` holds each chunk's terms as a ``tsvector`` (GIN index) and ``kb_index_vectors`` its
+embedding as a pgvector ``vector``, each next to the chunk's collection and document ids, so that each
+search is one statement over one table with the scope in its ``WHERE``: PostgreSQL ranks only what the
+caller may read. Two tables rather than one: together, a row passed the 2 kB TOAST target and every
+embedding was read out of line (migration 0012 says more).
 
 Terms are analysed in Python exactly as on SQLite (:mod:`socle.knowledge.analysis`) and written as a
 ``tsvector`` literal with positions, and queries as a ``tsquery`` literal: PostgreSQL's own parsers
@@ -41,12 +43,10 @@ class _PgType(UserDefinedType[Any]):
 _TSQUERY = _PgType("tsquery")
 _VECTOR = _PgType("vector")
 _SEARCH = table(
-    "kb_index_search",
-    column("key"),
-    column("collection_id"),
-    column("document_id"),
-    column("terms"),
-    column("embedding"),
+    "kb_index_search", column("key"), column("collection_id"), column("document_id"), column("terms")
+)
+_VECTORS = table(
+    "kb_index_vectors", column("key"), column("collection_id"), column("document_id"), column("embedding")
 )
 _MAX_POSITION = 16383  # tsvector positions stop there
 _MAX_POSITIONS_PER_TERM = 255
@@ -76,9 +76,8 @@ class PostgresStore(ChunkTableStore):
     async def _index(self, connection: AsyncConnection, chunks: list[tuple[Chunk, ChunkInput]]) -> None:
         await connection.execute(
             text(
-                "INSERT INTO kb_index_search (key, collection_id, document_id, terms, embedding) "
-                "VALUES (:key, :collection_id, :document_id, CAST(:terms AS tsvector), "
-                "CAST(:embedding AS vector))"
+                "INSERT INTO kb_index_search (key, collection_id, document_id, terms) "
+                "VALUES (:key, :collection_id, :document_id, CAST(:terms AS tsvector))"
             ),
             [
                 {
@@ -86,6 +85,20 @@ class PostgresStore(ChunkTableStore):
                     "collection_id": s.collection_id,
                     "document_id": s.document_id,
                     "terms": tsvector_literal(index_terms(c.indexed_text)),
+                }
+                for s, c in chunks
+            ],
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO kb_index_vectors (key, collection_id, document_id, embedding) "
+                "VALUES (:key, :collection_id, :document_id, CAST(:embedding AS vector))"
+            ),
+            [
+                {
+                    "key": s.key,
+                    "collection_id": s.collection_id,
+                    "document_id": s.document_id,
                     "embedding": vector_literal(c.embedding),
                 }
                 for s, c in chunks
@@ -111,13 +124,13 @@ class PostgresStore(ChunkTableStore):
     async def vector_search(self, vector: Sequence[float], scope: Scope, k: int) -> list[Scored]:
         if scope.empty or k <= 0:
             return []
-        distance = _SEARCH.c.embedding.op("<=>", return_type=Float)(
+        distance = _VECTORS.c.embedding.op("<=>", return_type=Float)(
             cast(literal(vector_literal(vector)), _VECTOR)
         )
         statement = (
-            select(_SEARCH.c.key, (1 - distance).label("score"))
-            .where(chunk_filter(scope, _SEARCH.c.collection_id, _SEARCH.c.document_id))
-            .order_by(distance, _SEARCH.c.key)
+            select(_VECTORS.c.key, (1 - distance).label("score"))
+            .where(chunk_filter(scope, _VECTORS.c.collection_id, _VECTORS.c.document_id))
+            .order_by(distance, _VECTORS.c.key)
             .limit(k)
         )
         rows = await self._db.fetch_all(statement)

@@ -3,7 +3,11 @@ table rows never split and headers repeated, section paths, page ranges, nothing
 
 from __future__ import annotations
 
+import random
 import re
+import string
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -143,3 +147,67 @@ def test_default_tokenizer_is_the_minilm_wordpiece_tokenizer(docs: Path) -> None
 def test_bad_bounds_are_refused(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="max_tokens"):
         chunk([], max_tokens=max_tokens, overlap_tokens=overlap, tokenizer=WhitespaceTokenizer())
+
+
+class _CountingTokenizer:
+    """The default tokenizer, counting the characters it is given (the chunker's work)."""
+
+    def __init__(self) -> None:
+        self.inner = default_tokenizer()
+        self.chars = 0
+
+    def count(self, text: str) -> int:
+        self.chars += len(text)
+        return self.inner.count(text)
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        self.chars += sum(map(len, texts))
+        return self.inner.count_many(texts)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        self.chars += len(text)
+        return self.inner.spans(text)
+
+
+def _one_sentence(size: int) -> str:
+    """``size`` characters of words and no punctuation at all: one sentence."""
+    rng = random.Random(size)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 11))) for _ in range(3000)]
+    words: list[str] = []
+    length = 0
+    while length < size:
+        words.append(rng.choice(vocabulary))
+        length += len(words[-1]) + 1
+    return " ".join(words)
+
+
+def test_a_2_mb_sentence_chunks_in_linear_time_and_stays_token_bounded() -> None:
+    runs = []
+    for size in (512 * 1024, 2 * 1024 * 1024):  # 1x and 4x
+        text = _one_sentence(size)
+        tokenizer = _CountingTokenizer()
+        started = time.process_time()
+        chunks = chunk([Block("paragraph", text)], max_tokens=254, overlap_tokens=32, tokenizer=tokenizer)
+        runs.append((time.process_time() - started, tokenizer.chars / len(text), len(chunks)))
+        exact = default_tokenizer()
+        assert all(c.token_count == exact.count(c.text) <= 254 for c in chunks[:: max(1, len(chunks) // 50)])
+        produced = " ".join(c.text for c in chunks).split()
+        assert set(produced) == set(text.split())  # every word kept, none invented
+    (small_s, small_work, small_n), (large_s, large_work, large_n) = runs
+    assert 3.5 < large_n / small_n < 4.5
+    assert large_work < 2.75 and abs(large_work - small_work) < 0.1  # each character tokenized ~2.5 times
+    assert large_s / small_s < 8, runs  # linear: ~4 (quadratic would be ~16)
+
+
+@pytest.mark.parametrize("kind", ["blob", "unspaced"])
+def test_unspaced_text_is_cut_within_token_and_character_bounds(kind: str) -> None:
+    rng = random.Random(7)
+    if kind == "blob":  # one "word" of 300,000 characters: a single [UNK] for WordPiece
+        text = "".join(rng.choices("0123456789abcdef", k=300_000))
+    else:  # thousands of tokens and no word boundary
+        text = "-".join(str(rng.randint(0, 99)) for _ in range(20_000))
+    tokenizer = default_tokenizer()
+    chunks = chunk([Block("paragraph", text)], max_tokens=100, overlap_tokens=10, tokenizer=tokenizer)
+    assert len(chunks) > 1
+    assert all(c.token_count == tokenizer.count(c.text) <= 100 and len(c.text) <= 100 * 32 for c in chunks)
+    assert text.startswith(chunks[0].text) and text.endswith(chunks[-1].text)
