@@ -159,6 +159,32 @@ def test_answers_are_knowledge_requests_with_their_sources(
     assert data["abstained"] is True and data["retrieved_chunks"] == [] and data["model"] == ""
 
 
+def test_a_streamed_answer_is_one_knowledge_request_written_when_it_ends(
+    server: RunningServer, clients: dict[str, Client], corpus: dict[str, str]
+) -> None:
+    client = openai.OpenAI(base_url=server.api, api_key=clients["alice"].http.headers["authorization"][7:])
+    with client.chat.completions.with_streaming_response.create(
+        model="fake-chat",
+        messages=[{"role": "user", "content": "What does a hotel night cost?"}],
+        stream=True,
+        extra_body={"knowledge": {"collections": [corpus["collection"]]}},
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        chunks = list(response.parse())
+    assert any(getattr(c, "citations", None) is not None for c in chunks)
+    data = _one(server, request_id, "knowledge.request")["data"]
+    assert data["status"] == 200 and data["retrieved_chunks"] and data["response_hmac"]
+    assert data["completion_tokens"] > 0  # written at the stream's end, with what was generated
+    empty = client.chat.completions.create(
+        model="fake-chat",
+        messages=[{"role": "user", "content": "Anything?"}],
+        stream=True,
+        extra_body={"knowledge": {"collections": [corpus["empty"]]}},
+    )
+    request = list(empty)[0].id.removeprefix("chatcmpl-")
+    assert _one(server, request, "knowledge.request")["data"]["abstained"] is True
+
+
 def test_a_residency_denial_of_an_answer_is_recorded_once(
     server: RunningServer, clients: dict[str, Client]
 ) -> None:
