@@ -280,3 +280,40 @@ def test_the_real_model_streams_into_the_page(page: Any, tmp_path_factory: pytes
             stop.click()
         page.get_by_role("button", name="Send").wait_for(timeout=60_000)
         assert len(answer.locator(".msg-body").inner_text().strip()) > 20
+
+
+def test_upload_in_the_knowledge_page_then_ask_and_open_the_citation(
+    page: Any, server: RunningServer, admin: httpx.Client
+) -> None:
+    """The whole journey in the browser: upload a document, wait until it is searchable, ask about it in
+    the chat and open the passage its answer cites."""
+    from playwright.sync_api import expect
+
+    created = admin.post(
+        "/collections", json={"name": f"policies-{time.time_ns()}", "classification": "internal"}
+    )
+    assert created.status_code == 201, created.text
+    collection = created.json()
+    login(page, server, server.admin_key, path=f"knowledge?collection={collection['id']}")
+    page.get_by_role("heading", name=collection["name"]).wait_for()
+    page.get_by_label("Choose files").set_input_files(
+        [{"name": "leave-policy.md", "mimeType": "text/markdown", "buffer": LEAVE_POLICY}]
+    )
+    upload = (
+        page.get_by_role("list", name="Uploads").get_by_role("listitem").filter(has_text="leave-policy.md")
+    )
+    expect(upload).to_contain_text("Ready", timeout=60_000)
+    page.get_by_label("Search in this collection").fill("annual leave")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("25 working days").first).to_be_visible()
+
+    page.get_by_role("navigation", name="Main menu").get_by_role("link", name="Chat").click()
+    page.get_by_text("Collections:").click()
+    page.get_by_label(collection["name"]).check()
+    answer = ask(page, "How many days of annual leave do I get?")
+    wait_until_answered(page)
+    citation = answer.get_by_test_id("citation").first
+    citation.click()
+    dialog = page.get_by_role("dialog", name="Source [1]")
+    expect(dialog.get_by_test_id("citation-title")).to_contain_text("Leave policy")
+    expect(dialog).to_contain_text("25 working days of annual leave")
