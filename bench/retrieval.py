@@ -65,17 +65,22 @@ def subset(dataset, max_docs: int, seed: int = 7):  # type: ignore[no-untyped-de
     return dataset
 
 
-def run(name: str, work: Path, max_docs: int | None = None) -> dict[str, dict[str, float]]:
-    dataset = load_beir(DATA / "retrieval" / name)
-    if max_docs is not None:
-        dataset = subset(dataset, max_docs)
-        print(f"{name}: SUBSET of {len(dataset.corpus)} documents (all judged ones + random others)")
-    files = {
+def files_of(dataset) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """One Markdown file per corpus entry: its title as heading, then its text."""
+    return {
         f"{doc_id}.md": (
             f"# {doc['title']}\n\n{doc['text']}" if doc["title"] and doc["title"] != doc_id else doc["text"]
         ).encode()
         for doc_id, doc in dataset.corpus.items()
     }
+
+
+def run(name: str, work: Path, max_docs: int | None = None) -> dict[str, dict[str, float]]:
+    dataset = load_beir(DATA / "retrieval" / name)
+    if max_docs is not None:
+        dataset = subset(dataset, max_docs)
+        print(f"{name}: SUBSET of {len(dataset.corpus)} documents (all judged ones + random others)")
+    files = files_of(dataset)
     with socle_server(work / name) as server, client(server) as http:
         collection = http.post("/collections", json={"name": name}).json()["id"]
         seconds = upload_all(http, collection, files)

@@ -1,33 +1,44 @@
-"""The scale-out store: PostgreSQL full-text search and pgvector, one row per chunk in each index.
+"""The scale-out store: PostgreSQL BM25 over a postings table, and pgvector.
 
-``kb_index_search`` holds each chunk's terms as a ``tsvector`` (GIN index) and ``kb_index_vectors`` its
-embedding as a pgvector ``vector``, each next to the chunk's collection and document ids, so that each
-search is one statement over one table with the scope in its ``WHERE``: PostgreSQL ranks only what the
-caller may read. Two tables rather than one: together, a row passed the 2 kB TOAST target and every
-embedding was read out of line (migration 0012 says more).
+Keyword search ranks by BM25 with SQLite FTS5's formula and constants (:mod:`socle.knowledge.stores._bm25`),
+so both stores give a chunk the same score. Terms are analysed in Python exactly as on SQLite
+(:mod:`socle.knowledge.analysis`); PostgreSQL's own parsers and dictionaries never see the text.
+``kb_index_postings`` holds one row per distinct term of each chunk (primary key ``(term, key)``),
+``kb_index_search`` each chunk's collection and document ids and length, and triggers keep the
+document frequencies (``kb_index_terms``), chunk count and total length (``kb_index_stats``) exact
+(migration 0013 says more). A search reads the statistics of its terms, then runs one statement:
 
-Terms are analysed in Python exactly as on SQLite (:mod:`socle.knowledge.analysis`) and written as a
-``tsvector`` literal with positions, and queries as a ``tsquery`` literal: PostgreSQL's own parsers
-and dictionaries never see the text, so both stores index the same terms. Ranking is ``ts_rank``
-(term frequency, length-normalised), not BM25. Vector search is exact (a scan of the rows in scope,
-ordered by cosine distance): an HNSW index filtered afterwards would lose recall under narrow access
-scopes, and pgvector 0.6 has no filtered index scans.
+1. the *partial* score of every chunk in scope holding a driving term (the postings of those terms, one
+   index range each, joined to the chunk's ids and length: the access filter is applied before ranking);
+2. the k-th best partial score is a floor for the k-th best full score (terms only add), so only the
+   chunks whose partial score plus the most the other terms could add reaches that floor are kept;
+3. those few get the other terms' counts by primary-key probes, and the best k by full score are
+   returned.
+
+This is the exact top k among chunks holding a driving term, as :func:`~socle.knowledge.stores._bm25.top_k`
+requires, which picks the driving terms and checks that nothing else could enter.
+
+``kb_index_vectors`` holds each chunk's embedding as a pgvector ``vector``, stored inline (migration
+0012). Vector search is exact (a scan of the rows in scope, ordered by cosine distance): an HNSW index
+filtered afterwards would lose recall under narrow access scopes, and pgvector 0.6 has no filtered
+index scans.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Float, cast, column, func, literal, select, table, text
+from sqlalchemy import Float, cast, column, literal, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import UserDefinedType
 
 from socle.knowledge.analysis import index_terms, query_terms
+from socle.knowledge.stores._bm25 import K1, SCOPE_TOKENS, TERM_BOUND, B, Statistics, top_k
 from socle.knowledge.stores.base import Chunk, ChunkInput, ChunkTableStore, Scope, Scored, chunk_filter
 
-__all__ = ["PostgresStore", "tsquery_literal", "tsvector_literal", "vector_literal"]
+__all__ = ["PostgresStore", "vector_literal"]
 
 
 class _PgType(UserDefinedType[Any]):
@@ -40,30 +51,22 @@ class _PgType(UserDefinedType[Any]):
         return self.name
 
 
-_TSQUERY = _PgType("tsquery")
 _VECTOR = _PgType("vector")
-_SEARCH = table(
-    "kb_index_search", column("key"), column("collection_id"), column("document_id"), column("terms")
-)
 _VECTORS = table(
     "kb_index_vectors", column("key"), column("collection_id"), column("document_id"), column("embedding")
 )
-_MAX_POSITION = 16383  # tsvector positions stop there
-_MAX_POSITIONS_PER_TERM = 255
+_LOCK = 5_031_013  # the counters' advisory lock (migration 0013): writers take it first
 
 
-def tsvector_literal(terms: Sequence[str]) -> str:
-    """``'term':1,5 'other':2 ...``: the terms with their positions, so ``ts_rank`` counts them."""
-    positions: dict[str, list[int]] = defaultdict(list)
-    for position, term in enumerate(terms[:_MAX_POSITION], start=1):
-        if len(positions[term]) < _MAX_POSITIONS_PER_TERM:
-            positions[term].append(position)
-    return " ".join(f"'{t}':{','.join(map(str, p))}" for t, p in positions.items())
+def _term_score(tf: str, length: str) -> str:
+    """BM25's per-term factor in SQL, for a term frequency and a chunk length column."""
+    return f"{tf} * {K1 + 1} / ({tf} + {K1} * ({1 - B} + {B} * {length} / :average))"
 
 
-def tsquery_literal(query: str) -> str | None:
-    terms = query_terms(query)
-    return " | ".join(f"'{t}'" for t in terms) if terms else None
+_STATISTICS = text(
+    "SELECT NULL AS term, chunks AS n, length FROM kb_index_stats "
+    "UNION ALL SELECT term, postings, NULL FROM kb_index_terms WHERE term = ANY(CAST(:terms AS text[]))"
+)
 
 
 def vector_literal(vector: Sequence[float]) -> str:
@@ -74,20 +77,32 @@ class PostgresStore(ChunkTableStore):
     """:class:`~socle.knowledge.stores.base.KnowledgeStore` on PostgreSQL (full-text search + pgvector)."""
 
     async def _index(self, connection: AsyncConnection, chunks: list[tuple[Chunk, ChunkInput]]) -> None:
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _LOCK})
+        counts = [(s, Counter(index_terms(c.indexed_text))) for s, c in chunks]
         await connection.execute(
             text(
-                "INSERT INTO kb_index_search (key, collection_id, document_id, terms) "
-                "VALUES (:key, :collection_id, :document_id, CAST(:terms AS tsvector))"
+                "INSERT INTO kb_index_search (key, collection_id, document_id, length) "
+                "SELECT * FROM unnest(CAST(:keys AS bigint[]), CAST(:collections AS text[]), "
+                "CAST(:documents AS text[]), CAST(:lengths AS integer[]))"
             ),
-            [
-                {
-                    "key": s.key,
-                    "collection_id": s.collection_id,
-                    "document_id": s.document_id,
-                    "terms": tsvector_literal(index_terms(c.indexed_text)),
-                }
-                for s, c in chunks
-            ],
+            {
+                "keys": [s.key for s, _ in counts],
+                "collections": [s.collection_id for s, _ in counts],
+                "documents": [s.document_id for s, _ in counts],
+                "lengths": [sum(terms.values()) + SCOPE_TOKENS for _, terms in counts],
+            },
+        )
+        postings = [(term, s.key, tf) for s, terms in counts for term, tf in terms.items()]
+        await connection.execute(
+            text(
+                "INSERT INTO kb_index_postings (term, key, tf) SELECT * FROM unnest("
+                "CAST(:terms AS text[]), CAST(:keys AS bigint[]), CAST(:tfs AS integer[]))"
+            ),
+            {
+                "terms": [p[0] for p in postings],
+                "keys": [p[1] for p in postings],
+                "tfs": [p[2] for p in postings],
+            },
         )
         await connection.execute(
             text(
@@ -106,20 +121,20 @@ class PostgresStore(ChunkTableStore):
         )
 
     async def keyword_search(self, query: str, scope: Scope, k: int) -> list[Scored]:
-        tsquery = tsquery_literal(query)
-        if tsquery is None or scope.empty or k <= 0:
+        terms = query_terms(query)
+        if not terms or scope.empty or k <= 0:
             return []
-        q = cast(literal(tsquery), _TSQUERY)
-        score = func.ts_rank(_SEARCH.c.terms, q, 1, type_=Float)
-        statement = (
-            select(_SEARCH.c.key, score.label("score"))
-            .where(_SEARCH.c.terms.op("@@")(q))
-            .where(chunk_filter(scope, _SEARCH.c.collection_id, _SEARCH.c.document_id))
-            .order_by(score.desc(), _SEARCH.c.key)
-            .limit(k)
-        )
-        rows = await self._db.fetch_all(statement)
-        return [Scored(int(r.key), float(r.score)) for r in rows]
+        async with self._db.read() as connection:
+            rows = (await connection.execute(_STATISTICS, {"terms": list(terms)})).all()
+            chunks, length = next((int(r.n), int(r.length)) for r in rows if r.term is None)
+            statistics = Statistics(chunks, length, {r.term: int(r.n) for r in rows if r.term is not None})
+
+            async def rank(
+                driving: Sequence[str], scoring: Sequence[str], idf: dict[str, float], k: int
+            ) -> list[Scored]:
+                return await _rank(connection, driving, scoring, idf, statistics, scope, k)
+
+            return await top_k(statistics, terms, k, rank)
 
     async def vector_search(self, vector: Sequence[float], scope: Scope, k: int) -> list[Scored]:
         if scope.empty or k <= 0:
@@ -135,3 +150,52 @@ class PostgresStore(ChunkTableStore):
         )
         rows = await self._db.fetch_all(statement)
         return [Scored(int(r.key), float(r.score)) for r in rows]
+
+
+async def _rank(
+    connection: AsyncConnection,
+    driving: Sequence[str],
+    scoring: Sequence[str],
+    idf: dict[str, float],
+    statistics: Statistics,
+    scope: Scope,
+    k: int,
+) -> list[Scored]:
+    """The exact top ``k`` among chunks in ``scope`` holding a ``driving`` term (module docs)."""
+    statement = text(
+        "WITH partial AS ("
+        f" SELECT s.key, s.length, sum(q.idf * {_term_score('p.tf', 's.length')}) AS score"
+        " FROM unnest(CAST(:driving AS text[]), CAST(:driving_idf AS float8[])) AS q (term, idf)"
+        " JOIN kb_index_postings p ON p.term = q.term"
+        " JOIN kb_index_search s ON s.key = p.key"
+        " WHERE s.collection_id = ANY(CAST(:collections AS text[]))"
+        " AND NOT s.document_id = ANY(CAST(:excluded AS text[]))"
+        " AND (CAST(:documents AS text[]) IS NULL OR s.document_id = ANY(CAST(:documents AS text[])))"
+        " GROUP BY s.key, s.length),"
+        " floor AS (SELECT coalesce((SELECT score FROM partial ORDER BY score DESC"
+        " OFFSET :floor_rank LIMIT 1), 0) AS score)"
+        " SELECT c.key, c.score + coalesce(o.score, 0) AS score FROM partial c CROSS JOIN floor f"
+        " LEFT JOIN LATERAL ("
+        f"  SELECT sum(q.idf * {_term_score('p.tf', 'c.length')}) AS score"
+        "  FROM unnest(CAST(:scoring AS text[]), CAST(:scoring_idf AS float8[])) AS q (term, idf)"
+        "  JOIN kb_index_postings p ON p.term = q.term AND p.key = c.key) o ON true"
+        " WHERE c.score + :bound >= f.score"
+        " ORDER BY 2 DESC, c.key LIMIT :k"
+    )
+    rows = await connection.execute(
+        statement,
+        {
+            "driving": list(driving),
+            "driving_idf": [idf[t] for t in driving],
+            "scoring": list(scoring),
+            "scoring_idf": [idf[t] for t in scoring],
+            "bound": TERM_BOUND * sum(idf[t] for t in scoring),
+            "average": statistics.average_length,
+            "k": k,
+            "floor_rank": k - 1,
+            "collections": sorted(scope.collections),
+            "excluded": sorted(scope.exclude_documents),
+            "documents": None if scope.documents is None else sorted(scope.documents),
+        },
+    )
+    return [Scored(int(r.key), float(r.score)) for r in rows]

@@ -8,18 +8,15 @@ one. Documents excluded by their own access lists are removed by the same statem
 (``rowid NOT IN`` their chunk keys), still before ranking: as FTS5 phrases, dozens of them made every
 ranked row slower.
 
-**Exact top k without ranking every match** (:func:`_ranked`). ``bm25()`` costs a few microseconds per
-matching row, and a long query's OR of terms matches a large part of the corpus (a SciFact query: about
-half of 100,000 chunks, ~110 ms). Yet a term can add at most ``idf x (k1 + 1)`` to any chunk's BM25
-(whatever its frequency and length), and common terms have a small idf. So the rarer terms, up to
-``_DRIVING_POSTINGS`` postings, *drive* the match (a chunk must contain one of them), while the
-common terms stay in the expression (``AND (common OR scope)``, true for every chunk in scope) so that
-FTS5 still counts them in each candidate's score: each candidate gets exactly the score the full query
-gives it. If the k-th score found beats the most a chunk holding only common terms could score, that
-top k is the full query's; otherwise one more query keeps as non-driving only the common terms whose
-bound stays under that k-th score, which is then exact by the same argument. Document frequencies come
-from one ``count(*)`` per term (what ``bm25()`` itself does to compute idf). Measured in
-docs/benchmarks.md: about a quarter of the time of ranking every match, the same results.
+**Exact top k without ranking every match** (:func:`socle.knowledge.stores._bm25.top_k`, shared with
+the PostgreSQL store). ``bm25()`` costs a few microseconds per matching row, and a long query's OR of
+terms matches a large part of the corpus (a SciFact query: about half of 100,000 chunks, ~110 ms). The
+rarer terms *drive* the match (a chunk must contain one of them), while the common terms stay in the
+expression (``AND (common OR scope)``, true for every chunk in scope) so that FTS5 still counts them
+in each candidate's score: each candidate gets exactly the score the full query gives it, as ``top_k``
+requires. Document frequencies come from one ``count(*)`` per term (what ``bm25()`` itself does to
+compute idf). Measured in docs/benchmarks.md: about a quarter of the time of ranking every match, the
+same results.
 
 Vectors live in ``kb_index_vectors`` (float32 blobs) and, for searching, in a :class:`VectorMatrix`
 in memory. Every process keeps its matrix current by a generation counter that triggers bump on each
@@ -35,7 +32,6 @@ measured search time over 100,000 chunks is in docs/benchmarks.md).
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +39,7 @@ from sqlalchemy import ColumnElement, column, func, literal_column, select, tabl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socle.knowledge.analysis import index_terms, query_terms
+from socle.knowledge.stores._bm25 import Statistics, top_k
 from socle.knowledge.stores._matrix import VectorMatrix
 from socle.knowledge.stores.base import Chunk, ChunkInput, ChunkTableStore, Scope, Scored
 from socle.storage.db import Database
@@ -56,12 +53,6 @@ _VECTORS = table(
     "kb_index_vectors", column("key"), column("collection_id"), column("document_id"), column("embedding")
 )
 _GENERATION = text("SELECT generation FROM kb_index_state WHERE id = 1")
-_K1 = 1.2  # FTS5's bm25() constants: k1, and b = 0.75, which the bound below does not need
-_TERM_BOUND = _K1 + 1
-"""A term's largest factor in BM25: ``f (k1 + 1) / (f + k1 (1 - b + b |d| / avgdl)) < k1 + 1``."""
-_DRIVING_POSTINGS = 30_000
-"""How many postings (chunks containing a term) the driving terms may have in all, when there are
-common terms to leave out of the drive; the rarest term always drives."""
 
 
 def _token(kind: str, ident: str) -> str:
@@ -103,20 +94,15 @@ def _excluded(scope: Scope) -> ColumnElement[bool]:
     return _FTS.c.rowid.not_in(keys)
 
 
-def _idf(postings: int, rows: int) -> float:
-    """FTS5's idf: ``log((N - n + 0.5) / (n + 0.5))``, and 1e-6 where that is not positive."""
-    idf = math.log((rows - postings + 0.5) / (postings + 0.5))
-    return idf if idf > 0 else 1e-6
-
-
-async def _postings(connection: AsyncConnection, terms: Sequence[str]) -> tuple[int, list[int]]:
-    """The number of indexed chunks and, per term, how many hold it: one statement, one snapshot."""
+async def _statistics(connection: AsyncConnection, terms: Sequence[str]) -> Statistics:
+    """The number of indexed chunks and, per term, how many hold it: one statement, one snapshot
+    (FTS5 computes the lengths itself)."""
     probes = ", ".join(
         f"(SELECT count(*) FROM kb_index_fts WHERE kb_index_fts MATCH :t{i})" for i in range(len(terms))
     )
     statement = text(f"SELECT (SELECT count(*) FROM kb_index_fts_docsize), {probes}")
     row = (await connection.execute(statement, {f"t{i}": f'"{t}"' for i, t in enumerate(terms)})).one()
-    return int(row[0]), [int(n) for n in row[1:]]
+    return Statistics(int(row[0]), 0, {t: int(n) for t, n in zip(terms, row[1:], strict=True)})
 
 
 async def _rank(
@@ -135,35 +121,12 @@ async def _rank(
 
 
 async def _ranked(connection: AsyncConnection, terms: Sequence[str], scope: Scope, k: int) -> list[Scored]:
-    """The full query's top ``k``, ranking only chunks that hold a rare enough term (module docs)."""
-    rows, postings = await _postings(connection, terms)
-    found = sorted((n, t) for n, t in zip(postings, terms, strict=True) if n)  # rarest first
-    if not found:
-        return []
-    idf = {t: _idf(n, rows) for n, t in found}
-    driving: list[str] = []
-    total = 0
-    for n, term in found:
-        if driving and total + n > _DRIVING_POSTINGS:
-            break
-        driving.append(term)
-        total += n
-    common = [t for _, t in found[len(driving) :]]
-    best = await _rank(connection, driving, common, scope, k)
-    if not common:
-        return best
-    kth = best[-1].score if len(best) == k else 0.0
-    if _TERM_BOUND * sum(idf[t] for t in common) < kth:
-        return best
-    left_out: list[str] = []  # the commonest terms whose bound stays under the k-th score found
-    bound = 0.0
-    for term in reversed(common):
-        bound += _TERM_BOUND * idf[term]
-        if bound >= kth:
-            break
-        left_out.append(term)
-    driving = [t for _, t in found if t not in left_out]
-    return await _rank(connection, driving, left_out, scope, k)
+    """The full query's top ``k`` (:func:`socle.knowledge.stores._bm25.top_k`)."""
+
+    async def rank(driving: Sequence[str], scoring: Sequence[str], _: object, k: int) -> list[Scored]:
+        return await _rank(connection, driving, scoring, scope, k)
+
+    return await top_k(await _statistics(connection, terms), terms, k, rank)
 
 
 class SQLiteStore(ChunkTableStore):
