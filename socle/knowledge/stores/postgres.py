@@ -27,7 +27,8 @@ index scans.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Float, cast, column, literal, select, table, text
@@ -124,7 +125,7 @@ class PostgresStore(ChunkTableStore):
         terms = query_terms(query)
         if not terms or scope.empty or k <= 0:
             return []
-        async with self._db.read() as connection:
+        async with self._db.read() as connection, _custom_plans(connection):
             rows = (await connection.execute(_STATISTICS, {"terms": list(terms)})).all()
             chunks, length = next((int(r.n), int(r.length)) for r in rows if r.term is None)
             statistics = Statistics(chunks, length, {r.term: int(r.n) for r in rows if r.term is not None})
@@ -150,6 +151,18 @@ class PostgresStore(ChunkTableStore):
         )
         rows = await self._db.fetch_all(statement)
         return [Scored(int(r.key), float(r.score)) for r in rows]
+
+
+@asynccontextmanager
+async def _custom_plans(connection: AsyncConnection) -> AsyncIterator[None]:
+    """Plan the search's statements for their actual arrays. After five executions of a prepared
+    statement PostgreSQL may switch to a generic plan, which cannot know how many terms or collections
+    the arrays hold: over 5,000 chunks it tripled the keyword search's time (6 to 16 ms)."""
+    await connection.execute(text("SET plan_cache_mode = force_custom_plan"))
+    try:
+        yield
+    finally:
+        await connection.execute(text("RESET plan_cache_mode"))
 
 
 async def _rank(
