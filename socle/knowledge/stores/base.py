@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from sqlalchemy import ColumnElement, and_, delete, false, insert, select, true
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socle.storage.db import Database
 from socle.storage.models import KnowledgeChunkRow
 from socle.storage.types import new_id
 
-__all__ = ["Chunk", "ChunkInput", "ChunkTableStore", "KnowledgeStore", "Scope", "Scored", "chunk_filter"]
+__all__ = ["Chunk", "ChunkInput", "ChunkTableStore", "KnowledgeStore", "Scope", "Scored"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,18 +136,6 @@ class KnowledgeStore(Protocol):
 
 # Shared by the implementations ----------------------------------------------------------------------
 _C = KnowledgeChunkRow
-
-
-def chunk_filter(scope: Scope, collection: Any, document: Any) -> ColumnElement[bool]:
-    """The SQL condition of ``scope`` on two columns (collection and document ids)."""
-    if scope.empty:
-        return false()
-    conditions = [collection.in_(sorted(scope.collections))]
-    if scope.exclude_documents:
-        conditions.append(document.not_in(sorted(scope.exclude_documents)))
-    if scope.documents is not None:
-        conditions.append(document.in_(sorted(scope.documents)))
-    return and_(true(), *conditions)
 
 
 def chunk_from_row(row: object) -> Chunk:

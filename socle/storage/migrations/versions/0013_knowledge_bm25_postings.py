@@ -4,12 +4,13 @@
 over 100,000 chunks a long query matched half of them (docs/benchmarks.md). BM25 needs, per query term,
 how many chunks hold it and how often each does, which a ``tsvector`` cannot give cheaply. So:
 
-- ``kb_index_postings (term, key, tf)``: one row per distinct term of each chunk, primary key
-  ``(term, key)`` (a term's postings are one index range; a chunk's count for a term is one probe),
-  deleted with its chunk;
+- ``kb_index_postings (term, key, tf, length)``: one row per distinct term of each chunk, with the
+  chunk's length, primary key ``(term, key)`` covering ``tf`` and ``length`` (a term's postings are
+  one index-only range scan; a chunk's count for a term is one probe), deleted with its chunk;
 - ``kb_index_search`` keeps the ids for the access filter and gains ``length`` (the chunk's terms plus
   its two scope tokens, as FTS5 counts them, so both stores give the same scores), and loses the
-  ``tsvector`` and its GIN index;
+  ``tsvector`` and its GIN index; its collection index now covers the key and document id, so the
+  access filter is an index-only scan;
 - ``kb_index_terms (term, postings)`` and ``kb_index_stats (chunks, length)``: document frequencies,
   chunk count and total length, kept exact by statement-level triggers on both tables, which serialise
   on a transaction advisory lock (two writers never take the counters' row locks in opposite orders).
@@ -35,18 +36,20 @@ _LOCK = 5_031_013  # pg_advisory_xact_lock key of the keyword index's counters
 _UPGRADE = (
     "CREATE TABLE kb_index_postings (term TEXT NOT NULL, "
     "key BIGINT NOT NULL REFERENCES kb_index_search (key) ON DELETE CASCADE, tf INTEGER NOT NULL, "
-    "PRIMARY KEY (term, key))",
+    "length INTEGER NOT NULL, PRIMARY KEY (term, key) INCLUDE (tf, length))",
     "CREATE INDEX kb_index_postings_key ON kb_index_postings (key)",
     "CREATE TABLE kb_index_terms (term TEXT PRIMARY KEY, postings BIGINT NOT NULL)",
     "CREATE TABLE kb_index_stats (id INTEGER PRIMARY KEY CHECK (id = 1), chunks BIGINT NOT NULL, "
     "length BIGINT NOT NULL)",
     "ALTER TABLE kb_index_search ADD COLUMN length INTEGER",
-    "INSERT INTO kb_index_postings (term, key, tf) "
-    "SELECT u.lexeme, s.key, coalesce(array_length(u.positions, 1), 1) "
-    "FROM kb_index_search s, unnest(s.terms) u",
     "UPDATE kb_index_search s SET length = 2 + coalesce("
-    "(SELECT sum(p.tf) FROM kb_index_postings p WHERE p.key = s.key), 0)",
+    "(SELECT sum(coalesce(array_length(u.positions, 1), 1)) FROM unnest(s.terms) u), 0)",
     "ALTER TABLE kb_index_search ALTER COLUMN length SET NOT NULL",
+    "INSERT INTO kb_index_postings (term, key, tf, length) "
+    "SELECT u.lexeme, s.key, coalesce(array_length(u.positions, 1), 1), s.length "
+    "FROM kb_index_search s, unnest(s.terms) u",
+    "DROP INDEX kb_index_search_collection",
+    "CREATE INDEX kb_index_search_scope ON kb_index_search (collection_id) INCLUDE (key, document_id)",
     "DROP INDEX kb_index_search_terms",
     "ALTER TABLE kb_index_search DROP COLUMN terms",
     "INSERT INTO kb_index_terms (term, postings) SELECT term, count(*) FROM kb_index_postings GROUP BY term",
@@ -101,6 +104,8 @@ _DOWNGRADE = (
     "FROM kb_index_postings p WHERE p.key = s.key), '')::tsvector",
     "ALTER TABLE kb_index_search ALTER COLUMN terms SET NOT NULL",
     "CREATE INDEX kb_index_search_terms ON kb_index_search USING GIN (terms)",
+    "DROP INDEX kb_index_search_scope",
+    "CREATE INDEX kb_index_search_collection ON kb_index_search (collection_id)",
     "ALTER TABLE kb_index_search DROP COLUMN length",
     "DROP TABLE kb_index_stats",
     "DROP TABLE kb_index_terms",
