@@ -3,22 +3,23 @@ fetched once through Socle's API (``POST /v1/search``, method ``bm25`` then ``de
 reciprocal rank fusion (:func:`socle.knowledge.retrieve.rrf`, the server's own code) is replayed
 offline over a grid of dense weights and RRF constants.
 
-The queries are split in two by a stable hash of their id: the grid is scored on the *tune* half, the
-best setting is chosen there, and only then is it scored on the *held-out* half, next to BM25 alone,
-dense alone and the current defaults. Figures on the held-out half are the ones to believe; the whole
-set is printed too, for comparison with ``bench/retrieval.py``.
+The grid over all queries is printed, but choosing its best cell would tune on the test. The figure
+to believe is the cross-validation: 200 times, the queries are split in two random halves, the best
+setting is chosen on one half and measured on the other, as a gain over BM25 alone. Per RRF constant
+(the weight chosen), and over the whole grid ("any").
 
-    python bench/fusion.py --dataset fr-service-public
-    python bench/fusion.py --dataset scifact --weights 0.5,1 --ks 60
+    python bench/fusion.py --dataset fr-service-public [--rankings /tmp/fr.json]
+    python bench/fusion.py --dataset scifact --weights 0.5,1 --ks 5,60
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import random
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,11 +32,8 @@ from socle.config import KnowledgeSettings  # noqa: E402
 from socle.knowledge.retrieve import rrf  # noqa: E402
 from socle.knowledge.stores.base import Scored  # noqa: E402
 
+SPLITS = 200
 Ranking = list[tuple[int, str, float]]  # (chunk key, document id, score), best first
-
-
-def half(qid: str) -> str:
-    return "tune" if hashlib.sha256(qid.encode()).digest()[0] % 2 == 0 else "held-out"
 
 
 def fetch(http, collection: str, query: str, method: str, depth: int, keys: dict[str, int]) -> Ranking:  # type: ignore[no-untyped-def]
@@ -117,38 +115,51 @@ def main() -> None:
         rankings = collect(args.dataset, dataset, candidates)
         if args.rankings:
             Path(args.rankings).write_text(json.dumps(rankings))
-    splits = {name: [q for q in dataset.queries if half(q) == name] for name in ("tune", "held-out")}
-    splits["all"] = list(dataset.queries)
-    print(f"queries: tune {len(splits['tune'])}, held-out {len(splits['held-out'])}, candidates {candidates}")
+    queries = list(dataset.queries)
+    print(f"{len(queries)} queries, {candidates} candidates from each search")
 
-    def only(which: int):  # type: ignore[no-untyped-def]
-        return lambda keyword, dense: [key for key, _, _ in (keyword, dense)[which]]
+    def per_query(fuse) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        return {q: score(rankings, dataset.qrels, [q], fuse)["ndcg@10"] for q in queries}
 
-    print("\ngrid on the tune half (nDCG@10; rows: dense weight, columns: RRF k)")
+    bm25 = per_query(lambda keyword, dense: [key for key, _, _ in keyword])
+    dense = per_query(lambda keyword, dense: [key for key, _, _ in dense])
+    grid = {(w, k): per_query(fused(w, k, candidates)) for w in weights for k in ks}
+
+    def mean(figures: dict[str, float], qids: list[str]) -> float:
+        return sum(figures[q] for q in qids) / len(qids)
+
+    print(f"bm25 {mean(bm25, queries):.3f}   dense {mean(dense, queries):.3f}   (nDCG@10, all queries)")
+    print("\nhybrid on all queries (in-sample; rows: dense weight, columns: RRF k)")
     print("weight " + " ".join(f"{k:>6}" for k in ks))
-    grid = {}
-    for weight in weights:
-        row = []
-        for k in ks:
-            grid[(weight, k)] = score(rankings, dataset.qrels, splits["tune"], fused(weight, k, candidates))[
-                "ndcg@10"
-            ]
-            row.append(f"{grid[(weight, k)]:>6.3f}")
-        print(f"{weight:>6} " + " ".join(row))
-    best = max(grid, key=lambda wk: (round(grid[wk], 6), wk[1] == defaults.rrf_k, -abs(wk[0] - 0.2)))
-    current_weight = defaults.dense_weight if args.dataset == "scifact" else defaults.foreign_dense_weight
-    rows = {
-        "bm25": only(0),
-        "dense": only(1),
-        f"hybrid current (w={current_weight}, k={defaults.rrf_k})": fused(
-            current_weight, defaults.rrf_k, candidates
-        ),
-        f"hybrid tuned (w={best[0]}, k={best[1]})": fused(best[0], best[1], candidates),
-    }
-    print(f"\n{'':<34}" + "".join(f"{name + ' nDCG@10':>18}" for name in splits))
-    for label, fuse in rows.items():
-        figures = [score(rankings, dataset.qrels, splits[name], fuse)["ndcg@10"] for name in splits]
-        print(f"{label:<34}" + "".join(f"{f:>18.3f}" for f in figures))
+    for w in weights:
+        print(f"{w:>6} " + " ".join(f"{mean(grid[(w, k)], queries):>6.3f}" for k in ks))
+
+    print(f"\ncross-validation, {SPLITS} random halves: the best weight on one half, measured on the other")
+    print(f"{'RRF k':>6} {'gain over bm25':>15} {'gain > 0':>9}  weights chosen most")
+    rng = random.Random(2)
+    for k in [*ks, None]:
+        gains, chosen = [], Counter()
+        for _ in range(SPLITS):
+            order = rng.sample(queries, len(queries))
+            tune, test = order[: len(order) // 2], order[len(order) // 2 :]
+            options = [wk for wk in grid if k is None or wk[1] == k]
+            best = max(options, key=lambda wk: round(mean(grid[wk], tune), 9))
+            chosen[best] += 1
+            gains.append(mean(grid[best], test) - mean(bm25, test))
+        label = "any" if k is None else str(k)
+        common = ", ".join(f"{w}@{kk} ({n})" for (w, kk), n in chosen.most_common(3))
+        wins = sum(g > 0 for g in gains) / len(gains)
+        print(f"{label:>6} {sum(gains) / len(gains):>+15.4f} {wins:>9.0%}  {common}")
+    settings_k, settings_w = (
+        (defaults.rrf_k, defaults.dense_weight)
+        if args.dataset == "scifact"
+        else (defaults.foreign_rrf_k, defaults.foreign_dense_weight)
+    )
+    current = per_query(fused(settings_w, settings_k, candidates))
+    print(
+        f"\ndefaults for this set's language (k={settings_k}, weight={settings_w}): "
+        f"{mean(current, queries):.3f} on all queries"
+    )
 
 
 if __name__ == "__main__":

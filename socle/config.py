@@ -549,9 +549,15 @@ class KnowledgeSettings(BaseModel):
         default=1.0, ge=0, description="Weight of the dense ranking in hybrid fusion (keyword: 1)."
     )
     foreign_dense_weight: float = Field(
-        default=0.2,
+        default=0.5,
         ge=0,
         description="Weight of the dense ranking for queries in a language not in embedding_languages.",
+    )
+    foreign_rrf_k: int = Field(
+        default=5,
+        ge=1,
+        description="Reciprocal rank fusion constant for queries in a language not in embedding_languages "
+        "(small: the dense ranking only reorders the keyword ranking's first results).",
     )
     answer_chunks: int = Field(default=5, ge=1, le=50, description="Chunks given to the model to answer.")
     answer_context_tokens: int = Field(

@@ -3,10 +3,13 @@
 Hybrid search runs both searches on the same access scope (each applies it inside its query, see
 :mod:`socle.knowledge.stores.base`), takes ``candidates`` results from each and fuses them by weighted
 reciprocal rank fusion: a chunk's score is the sum over the rankings it appears in of
-``weight / (rrf_k + rank)``. The keyword ranking weighs 1; the dense ranking weighs ``dense_weight``
-when the query is in a language the embedding model knows (``embedding_languages``; the default MiniLM
-knows English) and ``foreign_dense_weight`` otherwise: on the French Service-Public set, MiniLM alone
-scores far below BM25, and equal weights made hybrid worse than BM25 alone (docs/benchmarks.md).
+``weight / (rrf_k + rank)``. The keyword ranking weighs 1. When the query is in a language the
+embedding model knows (``embedding_languages``; the default MiniLM knows English), the dense ranking
+weighs ``dense_weight`` with ``rrf_k``; otherwise ``foreign_dense_weight`` with ``foreign_rrf_k``,
+a small constant that lets the dense ranking reorder only the keyword ranking's first results. On the
+French Service-Public set MiniLM alone scores far below BM25, and plain RRF made hybrid worse than BM25
+alone; the foreign values were chosen by cross-validation on half the questions
+(``bench/fusion.py``, docs/benchmarks.md).
 
 Fusion keys are chunk keys, unique across the whole index and never reused, so
 two different passages can never merge into one (unlike keys made of a document name and a position,
@@ -142,19 +145,21 @@ class Retriever:
         elif method == "dense":
             ranked = dense
         else:
-            ranked = rrf([keyword, dense], self._settings.rrf_k, [1.0, self.dense_weight(query)])
+            rrf_k, weight = self.fusion(query)
+            ranked = rrf([keyword, dense], rrf_k, [1.0, weight])
             if self._reranker is not None:
                 ranked = await self._rerank(query, ranked[: self._settings.candidates])
         return await self._hits(ranked[:k], keyword, dense, collections)
 
-    def dense_weight(self, query: str) -> float:
-        """The dense ranking's weight in fusion: full in a language the embedding model knows
-        (``embedding_languages``), ``foreign_dense_weight`` otherwise (an English-only model on French
-        text is a weak signal, and would drag a good keyword ranking down)."""
+    def fusion(self, query: str) -> tuple[int, float]:
+        """The RRF constant and the dense ranking's weight for this query: ``rrf_k`` and
+        ``dense_weight`` in a language the embedding model knows (``embedding_languages``),
+        ``foreign_rrf_k`` and ``foreign_dense_weight`` otherwise (an English-only model on French text
+        is a weak signal: it may reorder the keyword ranking's first results, not pull in others)."""
         settings = self._settings
         if detect_language(tokens(query)) in settings.embedding_languages:
-            return settings.dense_weight
-        return settings.foreign_dense_weight
+            return settings.rrf_k, settings.dense_weight
+        return settings.foreign_rrf_k, settings.foreign_dense_weight
 
     async def _dense(self, query: str, scope: Scope, k: int) -> list[Scored]:
         vector = (await self._embed([self._settings.query_prefix + query]))[0]

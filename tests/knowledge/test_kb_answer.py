@@ -153,7 +153,7 @@ def test_weighted_fusion_follows_the_embedding_models_languages() -> None:
     fused = rrf([[Scored(1, 1.0)], [Scored(2, 1.0)]], k=60, weights=[1.0, 0.2])
     assert [s.key for s in fused] == [1, 2] and fused[1].score == 0.2 / 61
     retriever = Retriever(None, None, None, KnowledgeSettings())  # type: ignore[arg-type]
-    assert retriever.dense_weight("Which proteins bind the receptor?") == 1.0
-    assert retriever.dense_weight("Quelles sont les aides pour le logement ?") == 0.2
+    assert retriever.fusion("Which proteins bind the receptor?") == (60, 1.0)
+    assert retriever.fusion("Quelles sont les aides pour le logement ?") == (5, 0.5)
     both = Retriever(None, None, None, KnowledgeSettings(embedding_languages=["en", "fr"]))  # type: ignore[arg-type]
-    assert both.dense_weight("Quelles sont les aides pour le logement ?") == 1.0
+    assert both.fusion("Quelles sont les aides pour le logement ?") == (60, 1.0)
