@@ -406,7 +406,7 @@ class GuardrailSettings(BaseModel):
     enabled: bool = Field(default=True, description="Scan requests and answers.")
     ner: Literal["auto", "spacy", "rules"] = Field(
         default="rules",
-        description="Names and places: rules (the default: about 10 ms per 1,000 tokens), auto (the spaCy "
+        description="Names and places: rules (the default: about 5 ms per 1,000 tokens), auto (the spaCy "
         "model if installed, and rules: better recall of names, several hundred ms per 1,000 tokens on "
         "a small CPU), spacy (required).",
     )
