@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from socle.config import GuardPolicy, GuardrailSettings, GuardRule
-from socle.errors import BadRequestError
+from socle.errors import BadRequestError, ConfigError
 from socle.governance.guardrails.findings import CATEGORIES, Finding
 
 __all__ = ["ACTION_ORDER", "Decision", "PolicyBook", "check_policy", "match_rule", "policy_version"]
@@ -85,6 +85,11 @@ class PolicyBook:
     """The configured policies, and which one a team uses (by team name or id)."""
 
     def __init__(self, settings: GuardrailSettings) -> None:
+        for name, policy in settings.policies.items():  # the checks stored policies get (start-up error)
+            try:
+                check_policy(policy)
+            except BadRequestError as exc:
+                raise ConfigError(f"guardrails.policies.{name}: {exc.message}") from exc
         self.settings = settings
         self.versions = {name: policy_version(p) for name, p in settings.policies.items()}
 

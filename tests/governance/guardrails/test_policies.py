@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from socle.config import GuardPolicy, GuardrailSettings, GuardRule, load_settings
-from socle.errors import GuardrailBlockedError
+from socle.errors import ConfigError, GuardrailBlockedError
 from socle.governance.guardrails import Guard
 from socle.governance.guardrails.findings import Finding
 from socle.governance.guardrails.ner import RuleNER
@@ -42,6 +42,17 @@ def test_documented_policy_example_loads(tmp_path: Path) -> None:
 def test_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown policy"):
         GuardrailSettings(teams={"x": "nope"})
+
+
+def test_configured_policies_get_the_stored_policies_checks() -> None:
+    """A typo in a configured rule's match would protect nothing: start-up refuses it, naming where."""
+    with pytest.raises(ConfigError, match=r"guardrails\.policies\.default: rules\[0\]\.match 'ibna'"):
+        guard(GuardRule(match="ibna", action="redact"))
+    with pytest.raises(ConfigError, match=r"rules\[1\]\.stages"):
+        guard(
+            GuardRule(match="IBAN_CODE", action="redact"), GuardRule(match="pii", action="redact", stages=[])
+        )
+    assert guard(GuardRule(match="IBAN_CODE", action="redact")).book.for_team(None, None)[0] == "default"
 
 
 def test_rule_matching_order_score_and_stage() -> None:
