@@ -106,6 +106,17 @@ def test_conversations_are_private_and_sealed(
     assert alice.get("/conversations").json()["data"] == []
     assert alice.post("/conversations", json={"title": "x", "owner": "bob"}).status_code == 400
 
+    async def deletions() -> list[dict[str, Any]]:
+        entries = await server.services.audit.reader.events(EventFilter(type="admin.change"))
+        return [e.content() for e in entries if e.content()["data"]["object_type"] == "conversation"]
+
+    logged = server.run(deletions())  # bob's refused delete and empty delete-all: nothing
+    assert [(e["data"]["operation"], e["data"]["object_id"]) for e in logged] == [
+        ("conversation.delete", conversation["id"]),
+        ("conversation.delete_all", logged[1]["actor"]),
+    ]
+    assert logged[1]["data"]["after"] == {"deleted": 1} and "Renamed" not in str(logged)
+
 
 def _ask(client: httpx.Client) -> str:
     response = client.post(

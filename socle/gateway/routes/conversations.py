@@ -4,7 +4,8 @@ A conversation belongs to the principal who created it, whatever team they act f
 it (404), administrators included. The console creates one at the first question, appends the
 question (``POST .../messages``, ``role: user``) before asking and the answer (``role: assistant``,
 with its ``model``, ``request_id`` and ``citations``) once it is complete or stopped. Texts are sealed
-at rest (:mod:`socle.assistant.sealing`).
+at rest (:mod:`socle.assistant.sealing`). Deletions are ``admin.change`` audit entries (which
+conversation, or how many; never a title or a text).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from socle.assistant.conversations import Conversations
+from socle.gateway.admin_audit import AdminAudit
 from socle.gateway.deps import ServicesDep, require
 from socle.gateway.responses import JSONBytes
 from socle.governance.identity import Principal
@@ -72,8 +74,10 @@ async def create_conversation(owner: Owner, store: Store, body: ConversationIn) 
 
 
 @router.delete("", summary="Delete all of the caller's conversations")
-async def delete_conversations(owner: Owner, store: Store) -> Response:
+async def delete_conversations(owner: Owner, store: Store, audit: AdminAudit) -> Response:
     deleted = await store.delete_all(owner.principal_id)
+    if deleted:
+        await audit("conversation.delete_all", "conversation", owner.principal_id, after={"deleted": deleted})
     return JSONBytes({"object": "conversation.deleted", "deleted": deleted})
 
 
@@ -91,8 +95,11 @@ async def update_conversation(
 
 
 @router.delete("/{conversation_id}", summary="Delete a conversation")
-async def delete_conversation(owner: Owner, store: Store, conversation_id: str) -> Response:
+async def delete_conversation(
+    owner: Owner, store: Store, audit: AdminAudit, conversation_id: str
+) -> Response:
     await store.delete(owner.principal_id, conversation_id)
+    await audit("conversation.delete", "conversation", conversation_id)
     return JSONBytes({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
