@@ -150,6 +150,8 @@ class UsageRecorder:
         self._max_buffer = max_buffer
         self._buffer: deque[UsageRecord] = deque()
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
+        """Held while a batch is written: :meth:`flush` waits for the background writer's batch."""
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._failing = False
@@ -211,16 +213,18 @@ class UsageRecorder:
             self._buffer.clear()
 
     async def flush(self) -> int:
-        """Write everything buffered now; returns how many records were written.
+        """Write everything buffered now, after any batch already being written; returns how many
+        records this call wrote.
 
         Stops at the first batch the database cannot take (those records stay buffered).
         """
         written = 0
-        while self._buffer:
-            count = await self._write_batch()
-            if count < 0:
-                break
-            written += count
+        async with self._writing:  # first, a batch the background writer has in flight is committed
+            while self._buffer:
+                count = await self._write_batch()
+                if count < 0:
+                    break
+                written += count
         return written
 
     async def totals(self, team_id: str | None = None, *, since: datetime | None = None) -> UsageTotals:
@@ -299,9 +303,10 @@ class UsageRecorder:
                 await self.flush()
                 deadline = loop.time() + self._interval
                 continue
-            while len(self._buffer) >= self._max_batch:
-                if await self._write_batch() < 0:
-                    break
+            async with self._writing:
+                while len(self._buffer) >= self._max_batch:
+                    if await self._write_batch() < 0:
+                        break
 
     async def _write_batch(self) -> int:
         """Write the oldest batch: the number written, or -1 if the database is unavailable."""
