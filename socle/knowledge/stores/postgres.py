@@ -8,8 +8,9 @@ so both stores give a chunk the same score. Terms are analysed in Python exactly
 document frequencies (``kb_index_terms``), chunk count and total length (``kb_index_stats``) exact
 (migration 0013 says more). A search reads the statistics of its terms, then runs one statement:
 
-1. the *partial* score of every chunk in scope holding a driving term (the postings of those terms, one
-   index range each, joined to the chunk's ids and length: the access filter is applied before ranking);
+1. the *partial* score of every chunk in scope holding a driving term (the postings of those terms,
+   one index-only range each, with the chunk's length; joined to the chunk's ids for the access
+   filter, before ranking);
 2. the k-th best partial score is a floor for the k-th best full score (terms only add), so only the
    chunks whose partial score plus the most the other terms could add reaches that floor are kept;
 3. those few get the other terms' counts by primary-key probes, and the best k by full score are
@@ -29,25 +30,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    String,
-    and_,
-    bindparam,
-    cast,
-    column,
-    func,
-    literal,
-    select,
-    table,
-    text,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import UserDefinedType
 
 from socle.knowledge.analysis import index_terms, query_terms
 from socle.knowledge.stores._bm25 import K1, SCOPE_TOKENS, TERM_BOUND, B, Statistics, top_k
@@ -56,20 +41,6 @@ from socle.knowledge.stores.base import Chunk, ChunkInput, ChunkTableStore, Scop
 __all__ = ["PostgresStore", "vector_literal"]
 
 
-class _PgType(UserDefinedType[Any]):
-    cache_ok = True
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return self.name
-
-
-_VECTOR = _PgType("vector")
-_VECTORS = table(
-    "kb_index_vectors", column("key"), column("collection_id"), column("document_id"), column("embedding")
-)
 _LOCK = 5_031_013  # the counters' advisory lock (migration 0013): writers take it first
 
 
@@ -157,18 +128,36 @@ class PostgresStore(ChunkTableStore):
     async def vector_search(self, vector: Sequence[float], scope: Scope, k: int) -> list[Scored]:
         if scope.empty or k <= 0:
             return []
-        distance = _VECTORS.c.embedding.op("<=>", return_type=Float)(
-            cast(literal(vector_literal(vector)), _VECTOR)
+        rows = await self._db.fetch_all(
+            _NEAREST, {"vector": vector_literal(vector), "k": k, **_scope_params(scope)}
         )
-        statement = (
-            select(_VECTORS.c.key, (1 - distance).label("score"))
-            .where(_scope_filter(scope, _VECTORS.c.collection_id, _VECTORS.c.document_id))
-            .order_by(distance, _VECTORS.c.key)
-            .limit(k)
-        )
-        rows = await self._db.fetch_all(statement)
         return [Scored(int(r.key), float(r.score)) for r in rows]
 
+
+def _in_scope(table: str) -> str:
+    """The access scope on ``table``'s collection and document ids, as SQL taking the parameters of
+    :func:`_scope_params`. Excluded documents are a ``NOT IN`` subquery, which PostgreSQL hashes:
+    ``<> ALL`` of an array compares each row with every excluded id (60 of them tripled the keyword
+    search's time over 100,000 chunks)."""
+    return (
+        f"{table}.collection_id = ANY(CAST(:collections AS text[]))"
+        f" AND {table}.document_id NOT IN (SELECT unnest(CAST(:excluded AS text[])))"
+        f" AND (CAST(:documents AS text[]) IS NULL OR {table}.document_id = ANY(CAST(:documents AS text[])))"
+    )
+
+
+def _scope_params(scope: Scope) -> dict[str, list[str] | None]:
+    return {
+        "collections": sorted(scope.collections),
+        "excluded": sorted(scope.exclude_documents),
+        "documents": None if scope.documents is None else sorted(scope.documents),
+    }
+
+
+_NEAREST = text(
+    "SELECT v.key, 1 - (v.embedding <=> CAST(:vector AS vector)) AS score FROM kb_index_vectors v"
+    f" WHERE {_in_scope('v')} ORDER BY v.embedding <=> CAST(:vector AS vector), v.key LIMIT :k"
+)
 
 _RANK = text(
     "WITH partial AS ("
@@ -177,9 +166,7 @@ _RANK = text(
     " JOIN kb_index_postings p ON p.term = q.term"
     " GROUP BY p.key, p.length),"
     " scoped AS (SELECT c.key, c.length, c.score FROM partial c JOIN kb_index_search s ON s.key = c.key"
-    " WHERE s.collection_id = ANY(CAST(:collections AS text[]))"
-    " AND s.document_id NOT IN (SELECT unnest(CAST(:excluded AS text[])))"
-    " AND (CAST(:documents AS text[]) IS NULL OR s.document_id = ANY(CAST(:documents AS text[])))),"
+    f" WHERE {_in_scope('s')}),"
     " floor AS (SELECT coalesce((SELECT score FROM scoped ORDER BY score DESC"
     " OFFSET :floor_rank LIMIT 1), 0) AS score)"
     " SELECT c.key, c.score + coalesce(o.score, 0) AS score FROM scoped c CROSS JOIN floor f"
@@ -190,22 +177,8 @@ _RANK = text(
     " WHERE c.score + :bound >= f.score"
     " ORDER BY 2 DESC, c.key LIMIT :k"
 )
-"""The top k among chunks holding a driving term (module docs). The access filter joins the partial
-scores to ``kb_index_search`` (an index-only scan of the collections' rows); excluded documents are a
-``NOT IN`` subquery, which PostgreSQL hashes (``<> ALL`` of an array compares each row with every
-excluded id: 60 of them tripled the time over 100,000 chunks)."""
-
-
-def _scope_filter(scope: Scope, collection: Any, document: Any) -> ColumnElement[bool]:
-    """The SQL condition of ``scope`` on two columns (collection and document ids); excluded documents
-    as a ``NOT IN`` subquery, which PostgreSQL hashes (see :data:`_RANK`)."""
-    conditions = [collection.in_(sorted(scope.collections))]
-    if scope.exclude_documents:
-        excluded = bindparam("excluded", sorted(scope.exclude_documents), type_=ARRAY(String))
-        conditions.append(document.not_in(select(func.unnest(excluded))))
-    if scope.documents is not None:
-        conditions.append(document.in_(sorted(scope.documents)))
-    return and_(*conditions)
+"""The top k among chunks holding a driving term (module docs); the access filter joins the partial
+scores to ``kb_index_search`` (an index-only scan of the collections' rows)."""
 
 
 @asynccontextmanager
@@ -241,9 +214,7 @@ async def _rank(
             "average": statistics.average_length,
             "k": k,
             "floor_rank": k - 1,
-            "collections": sorted(scope.collections),
-            "excluded": sorted(scope.exclude_documents),
-            "documents": None if scope.documents is None else sorted(scope.documents),
+            **_scope_params(scope),
         },
     )
     return [Scored(int(r.key), float(r.score)) for r in rows]
