@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_line  # noqa: E402
-from _kb import DATA, client, load_beir, ndcg_at, recall_at, socle_server, upload_all  # noqa: E402
+from _kb import DATA, client, load_beir, ndcg_at, socle_server, upload_all  # noqa: E402
 from retrieval import files_of  # noqa: E402
 
 from socle.config import KnowledgeSettings  # noqa: E402
@@ -57,15 +57,11 @@ def documents(ranked: list[int], doc_of: dict[int, str]) -> list[str]:
     return order
 
 
-def score(rankings, qrels, qids, fuse) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    sums = {"ndcg@10": 0.0, "recall@10": 0.0}
-    for qid in qids:
-        keyword, dense = rankings[qid]
-        doc_of = {key: doc for key, doc, _ in keyword + dense}
-        ranked = documents(fuse(keyword, dense), doc_of)
-        sums["ndcg@10"] += ndcg_at(ranked, qrels[qid], 10)
-        sums["recall@10"] += recall_at(ranked, qrels[qid], 10)
-    return {m: v / len(qids) for m, v in sums.items()}
+def ndcg(rankings, qrels, qid: str, fuse) -> float:  # type: ignore[no-untyped-def]
+    """One query's nDCG@10 for a fusion of its two rankings, chunks turned into documents."""
+    keyword, dense = rankings[qid]
+    doc_of = {key: doc for key, doc, _ in keyword + dense}
+    return ndcg_at(documents(fuse(keyword, dense), doc_of), qrels[qid], 10)
 
 
 def fused(weight: float, k: int, candidates: int):  # type: ignore[no-untyped-def]
@@ -119,7 +115,7 @@ def main() -> None:
     print(f"{len(queries)} queries, {candidates} candidates from each search")
 
     def per_query(fuse) -> dict[str, float]:  # type: ignore[no-untyped-def]
-        return {q: score(rankings, dataset.qrels, [q], fuse)["ndcg@10"] for q in queries}
+        return {q: ndcg(rankings, dataset.qrels, q, fuse) for q in queries}
 
     bm25 = per_query(lambda keyword, dense: [key for key, _, _ in keyword])
     dense = per_query(lambda keyword, dense: [key for key, _, _ in dense])
